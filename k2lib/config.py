@@ -1,0 +1,168 @@
+"""Where K2's services live. One frozen settings object, read once from the environment.
+
+Every endpoint can point outside this machine: `K2_KAFKA_BOOTSTRAP`, `K2_REDIS_URL`
+and a pyiceberg catalog named `K2_CATALOG_NAME` (default `k2`, configured the usual
+pyiceberg way: `~/.pyiceberg.yaml` or `PYICEBERG_CATALOG__K2__...`). Where none is
+set, the local stack under `K2_HOME` is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from k2lib.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BROKER_PORT",
+    "DEFAULT_REDIS_PORT",
+    "K2Settings",
+]
+
+DEFAULT_HOME = ".k2"
+DEFAULT_BROKER_PORT = 19092
+DEFAULT_REDIS_PORT = 16379
+DEFAULT_METRICS_PORT = 9464
+DEFAULT_API_PORT = 8042
+DEFAULT_TOPIC = "market.trades"
+DEFAULT_TABLE = "market.trades"
+DEFAULT_PARTITIONS = 4
+SECRET_KEYS = ("sasl.password", "password")
+
+
+@dataclass(frozen=True, kw_only=True)
+class K2Settings:
+    """Endpoints and names. Build with `K2Settings.from_env()`; change with `.with_(...)`."""
+
+    home: Path = Path(DEFAULT_HOME)
+    kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_BROKER_PORT}"
+    kafka_external: bool = False
+    kafka_extra: Mapping[str, str] = field(default_factory=dict)
+    redis_url: str = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+    redis_external: bool = False
+    redis_password: str | None = None
+    catalog_name: str = "k2"
+    catalog_external: bool = False
+    topic: str = DEFAULT_TOPIC
+    dlq_topic: str = f"{DEFAULT_TOPIC}.dlq"
+    table: str = DEFAULT_TABLE
+    partitions: int = DEFAULT_PARTITIONS
+    metrics_port: int = DEFAULT_METRICS_PORT
+    api_port: int = DEFAULT_API_PORT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> K2Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("K2_HOME", DEFAULT_HOME)).expanduser().resolve()
+        extra: dict[str, str] = {}
+        mechanism = env.get("K2_KAFKA_SASL_MECHANISM")
+        if mechanism:
+            extra = {
+                "security.protocol": env.get("K2_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+                "sasl.mechanism": mechanism,
+                "sasl.username": env.get("K2_KAFKA_SASL_USERNAME", ""),
+                "sasl.password": env.get("K2_KAFKA_SASL_PASSWORD", ""),
+            }
+        settings = cls(
+            home=home,
+            kafka_bootstrap=env.get("K2_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_BROKER_PORT}"),
+            kafka_external="K2_KAFKA_BOOTSTRAP" in env,
+            kafka_extra=extra,
+            redis_url=env.get("K2_REDIS_URL", f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"),
+            redis_external="K2_REDIS_URL" in env,
+            redis_password=env.get("K2_REDIS_PASSWORD") or None,
+            catalog_name=env.get("K2_CATALOG_NAME", "k2"),
+            catalog_external=_has_catalog_config(env.get("K2_CATALOG_NAME", "k2"), env),
+            topic=env.get("K2_TOPIC", DEFAULT_TOPIC),
+            dlq_topic=env.get("K2_DLQ_TOPIC", env.get("K2_TOPIC", DEFAULT_TOPIC) + ".dlq"),
+            table=env.get("K2_TABLE", DEFAULT_TABLE),
+            partitions=_int(env, "K2_PARTITIONS", DEFAULT_PARTITIONS),
+            metrics_port=_int(env, "K2_METRICS_PORT", DEFAULT_METRICS_PORT),
+            api_port=_int(env, "K2_API_PORT", DEFAULT_API_PORT),
+        )
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> K2Settings:
+        """A copy with some fields changed (tests use uuid-named topics and tables)."""
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise ConfigError(f"partitions must be >= 1, got {self.partitions}")
+        if "." not in self.table:
+            raise ConfigError(f"table must be 'namespace.name', got {self.table!r}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"K2_REDIS_URL must be a redis:// URL, got {self.redis_url!r}")
+
+    # -- derived paths and client configs -------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """Base librdkafka config: bootstrap plus any SASL settings, then overrides."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        conf.update(self.kafka_extra)
+        conf.update(overrides)
+        return conf
+
+    def catalog_properties(self) -> dict[str, str]:
+        """pyiceberg properties for the local SqlCatalog; empty when configured externally."""
+        if self.catalog_external:
+            return {}
+        return {
+            "type": "sql",
+            "uri": f"sqlite:///{self.warehouse / 'catalog.db'}",
+            "warehouse": f"file://{self.warehouse}",
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """A printable view with every secret masked (for logs, status and summaries)."""
+        extra = {k: ("***" if k in SECRET_KEYS else v) for k, v in self.kafka_extra.items()}
+        return {
+            "home": str(self.home),
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "kafka_extra": extra,
+            "redis_url": redact_url(self.redis_url),
+            "catalog": self.catalog_name,
+            "topic": self.topic,
+            "table": self.table,
+        }
+
+
+def redact_url(url: str) -> str:
+    """`redis://:secret@host:1/0` -> `redis://:***@host:1/0`."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def _has_catalog_config(name: str, env: Mapping[str, str]) -> bool:
+    prefix = f"PYICEBERG_CATALOG__{name.upper()}__"
+    if any(k.startswith(prefix) for k in env):
+        return True
+    from pyiceberg.utils.config import Config
+
+    return bool(Config().get_catalog_config(name))
