@@ -1,0 +1,165 @@
+"""K2 wire format v1: a fixed-size little-endian binary record, decoded a batch at a time.
+
+Layout (76 bytes)::
+
+    0  magic     2s   b"K2"
+    2  version   u1   1
+    3  side      u1   0 unknown, 1 buy, 2 sell
+    4  exchange  16s  ASCII, NUL-padded
+    20 symbol    16s  ASCII, NUL-padded
+    36 seq       i8
+    44 exch_ts   i8   UTC microseconds
+    52 recv_ts   i8   UTC microseconds
+    60 price     i8   units of 1e-8 (exact decimal)
+    68 qty       i8   units of 1e-8
+
+Fixed width is what lets a whole poll be decoded with one `np.frombuffer`; see
+docs/decisions/002-wire-format.md. A value that does not decode or validate is not an
+exception: `decode_batch` returns it as a `Reject` with its reason, bound for the DLQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from k2lib.wire.schema import MAX_DECIMAL_INT, SCHEMA_VERSION, TradeBatch
+
+__all__ = [
+    "MAGIC",
+    "RECORD_DTYPE",
+    "RECORD_SIZE",
+    "DecodeResult",
+    "Reject",
+    "decode_batch",
+    "encode_batch",
+]
+
+MAGIC = b"K2"
+FIELD_WIDTH = 16
+RECORD_DTYPE = np.dtype(
+    [
+        ("magic", "S2"),
+        ("version", "u1"),
+        ("side", "u1"),
+        ("exchange", f"S{FIELD_WIDTH}"),
+        ("symbol", f"S{FIELD_WIDTH}"),
+        ("seq", "<i8"),
+        ("exch_ts", "<i8"),
+        ("recv_ts", "<i8"),
+        ("price", "<i8"),
+        ("qty", "<i8"),
+    ]
+)
+RECORD_SIZE = RECORD_DTYPE.itemsize
+# Timestamps outside [2000-01-01, 2100-01-01) are a broken clock or a unit mistake.
+MIN_TS_US = 946_684_800_000_000
+MAX_TS_US = 4_102_444_800_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One message that will go to the DLQ: where it was in the poll, why, and its bytes."""
+
+    index: int
+    reason: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    batch: TradeBatch  # the valid records, in input order
+    index: np.ndarray  # position of each valid record in the input list
+    rejects: list[Reject]
+
+
+def encode_batch(batch: TradeBatch) -> list[bytes]:
+    """One wire value per row (TradeBatch already holds names as fixed-width ASCII)."""
+    n = len(batch)
+    rec = np.zeros(n, dtype=RECORD_DTYPE)
+    rec["magic"] = MAGIC
+    rec["version"] = SCHEMA_VERSION
+    rec["side"] = batch.side
+    rec["exchange"] = batch.exchange
+    rec["symbol"] = batch.symbol
+    rec["seq"] = batch.seq
+    rec["exch_ts"] = batch.exch_ts
+    rec["recv_ts"] = batch.recv_ts
+    rec["price"] = batch.price
+    rec["qty"] = batch.qty
+    buf = rec.tobytes()
+    return [buf[i : i + RECORD_SIZE] for i in range(0, len(buf), RECORD_SIZE)]
+
+
+def decode_batch(values: Sequence[bytes | None]) -> DecodeResult:
+    """Decode and validate a poll's values with column operations."""
+    n = len(values)
+    lengths = np.fromiter((len(v) if v is not None else -1 for v in values), np.int64, n)
+    sized = lengths == RECORD_SIZE
+    rejects: list[Reject] = [
+        Reject(int(i), _length_reason(int(lengths[i])), values[i] or b"")
+        for i in np.flatnonzero(~sized)
+    ]
+    sized_idx = np.flatnonzero(sized)
+    if sized_idx.size == n:
+        buf = b"".join(values)  # type: ignore[arg-type]
+    else:
+        buf = b"".join([values[i] for i in sized_idx])  # type: ignore[misc]
+    rec = np.frombuffer(buf, dtype=RECORD_DTYPE)
+    reasons = _validate(rec)
+    bad = reasons != ""
+    for j in np.flatnonzero(bad):
+        i = int(sized_idx[j])
+        rejects.append(Reject(i, str(reasons[j]), values[i] or b""))
+    good = rec[~bad]
+    batch = TradeBatch.from_columns(
+        exchange=good["exchange"],
+        symbol=good["symbol"],
+        seq=good["seq"],
+        exch_ts=good["exch_ts"],
+        recv_ts=good["recv_ts"],
+        price=good["price"],
+        qty=good["qty"],
+        side=good["side"],
+    )
+    rejects.sort(key=lambda r: r.index)
+    return DecodeResult(batch=batch, index=sized_idx[~bad], rejects=rejects)
+
+
+def _validate(rec: np.ndarray) -> np.ndarray:
+    """Per-row reason ('' when valid). Later rules win, so the first failing rule is kept."""
+    reasons = np.full(rec.shape[0], "", dtype=object)
+    rules = [
+        (rec["qty"] > MAX_DECIMAL_INT, "qty out of range for decimal(18,8)"),
+        (rec["price"] > MAX_DECIMAL_INT, "price out of range for decimal(18,8)"),
+        (rec["qty"] <= 0, "qty must be > 0"),
+        (rec["price"] <= 0, "price must be > 0"),
+        ((rec["recv_ts"] < MIN_TS_US) | (rec["recv_ts"] >= MAX_TS_US), "recv_ts out of range"),
+        ((rec["exch_ts"] < MIN_TS_US) | (rec["exch_ts"] >= MAX_TS_US), "exch_ts out of range"),
+        (rec["seq"] < 0, "seq must be >= 0"),
+        (rec["side"] > 2, "side must be 0, 1 or 2"),
+        (~_is_name(rec["symbol"]), "symbol must be non-empty printable ASCII"),
+        (~_is_name(rec["exchange"]), "exchange must be non-empty printable ASCII"),
+        (rec["version"] != SCHEMA_VERSION, "unsupported schema version"),
+        (rec["magic"] != MAGIC, "bad magic (not a K2 record)"),
+    ]
+    for mask, reason in rules:
+        reasons[mask] = reason
+    return reasons
+
+
+def _is_name(field: np.ndarray) -> np.ndarray:
+    raw = np.ascontiguousarray(field).view(np.uint8).reshape(-1, FIELD_WIDTH)
+    present = raw != 0
+    # NUL padding only at the end: once a NUL appears, every later byte is NUL.
+    contiguous = np.all(present[:, :-1] | ~present[:, 1:], axis=1)
+    printable = np.all(~present | ((raw >= 0x21) & (raw <= 0x7E)), axis=1)
+    return present[:, 0] & contiguous & printable
+
+
+def _length_reason(length: int) -> str:
+    if length < 0:
+        return "empty message (no value)"
+    return f"wrong length {length} bytes (a v{SCHEMA_VERSION} record is {RECORD_SIZE})"
