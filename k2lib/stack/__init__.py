@@ -1,1 +1,137 @@
-"""stack."""
+"""The local stack: real services on loopback, owned and recorded under `K2_HOME`.
+
+`LocalStack(settings).up()` starts the Tansu broker and Redis (unless pointed elsewhere by
+`K2_KAFKA_BOOTSTRAP` / `K2_REDIS_URL`), creates the topics and the Iceberg table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from k2lib.config import K2Settings
+from k2lib.errors import K2Error
+from k2lib.stack.catalog import load_k2_catalog
+from k2lib.stack.process import ServiceProcess
+from k2lib.stack.services import (
+    broker_healthy,
+    broker_process,
+    create_topics,
+    redis_client,
+    redis_healthy,
+    redis_process,
+)
+from k2lib.storage.table import ensure_table
+
+__all__ = ["LocalStack", "ServiceStatus", "load_k2_catalog", "redis_client"]
+
+DLQ_PARTITIONS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    name: str
+    healthy: bool
+    endpoint: str
+    managed: bool
+    pid: int | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "endpoint": self.endpoint,
+            "managed": self.managed,
+            "pid": self.pid,
+            "detail": self.detail,
+        }
+
+
+class LocalStack:
+    """up / status / down for the broker, Redis and the catalog."""
+
+    def __init__(self, settings: K2Settings) -> None:
+        self.settings = settings
+
+    def _processes(self) -> dict[str, ServiceProcess]:
+        procs: dict[str, ServiceProcess] = {}
+        if not self.settings.kafka_external:
+            procs["broker"] = broker_process(self.settings)
+        if not self.settings.redis_external:
+            procs["redis"] = redis_process(self.settings)
+        return procs
+
+    def up(self) -> dict[str, str]:
+        """Start what is not running; create topics and the table. Returns what happened."""
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        outcome: dict[str, str] = {}
+        for name, proc in self._processes().items():
+            _, started = proc.start()
+            outcome[name] = "started" if started else "already running"
+        self.ensure_topics()
+        ensure_table(load_k2_catalog(self.settings), self.settings.table)
+        outcome["catalog"] = "ready"
+        return outcome
+
+    def ensure_topics(self) -> None:
+        create_topics(
+            self.settings,
+            {self.settings.topic: self.settings.partitions, self.settings.dlq_topic: DLQ_PARTITIONS},
+        )
+
+    def start_service(self, name: str) -> bool:
+        """Start one managed service (used by chaos runs). True when it was started now."""
+        _, started = self._processes()[name].start()
+        if name == "broker":
+            self.ensure_topics()
+        return started
+
+    def stop_service(self, name: str) -> bool:
+        return self._processes()[name].stop()
+
+    def down(self) -> dict[str, str]:
+        """Stop what `up` started; external services are never touched."""
+        return {
+            name: ("stopped" if proc.stop() else "not running")
+            for name, proc in self._processes().items()
+        }
+
+    def status(self) -> dict[str, ServiceStatus | dict[str, Any]]:
+        procs = self._processes()
+        s = self.settings
+        broker_rec = procs["broker"].running() if "broker" in procs else None
+        redis_rec = procs["redis"].running() if "redis" in procs else None
+        result: dict[str, ServiceStatus | dict[str, Any]] = {
+            "broker": ServiceStatus(
+                "broker", broker_healthy(s, timeout=1.5), s.kafka_bootstrap,
+                managed="broker" in procs, pid=broker_rec.pid if broker_rec else None,
+            ),
+            "redis": ServiceStatus(
+                "redis", redis_healthy(s), s.redacted()["redis_url"],
+                managed="redis" in procs, pid=redis_rec.pid if redis_rec else None,
+            ),
+        }
+        result["catalog"] = self._catalog_status()
+        return result
+
+    def _catalog_status(self) -> ServiceStatus:
+        s = self.settings
+        endpoint = s.catalog_properties().get("uri", f"pyiceberg catalog {s.catalog_name!r}")
+        try:
+            table = load_k2_catalog(s).load_table(s.table)
+            snap = table.current_snapshot()
+            rows = int(snap.summary["total-records"]) if snap and snap.summary else 0
+            return ServiceStatus(
+                "catalog", True, endpoint, managed=not s.catalog_external,
+                detail=f"{s.table}: {rows} rows",
+            )
+        except K2Error:
+            raise
+        except Exception as exc:
+            return ServiceStatus("catalog", False, endpoint, not s.catalog_external, None,
+                                 f"{type(exc).__name__}: {exc}")
+
+    def table_rows(self) -> int:
+        table = load_k2_catalog(self.settings).load_table(self.settings.table)
+        snap = table.current_snapshot()
+        return int(snap.summary["total-records"]) if snap and snap.summary else 0
