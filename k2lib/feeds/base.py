@@ -1,0 +1,72 @@
+"""The feed-source interface and the factory that picks an implementation from a name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from k2lib.errors import SourceError
+from k2lib.wire.schema import TradeBatch
+
+__all__ = ["DEFAULT_CHUNK", "FeedSource", "SourceReport", "open_source"]
+
+DEFAULT_CHUNK = 50_000
+MAX_REASONS_KEPT = 20
+
+
+@dataclass
+class SourceReport:
+    """What a source read, and what it had to skip (counted, with a sample of reasons)."""
+
+    records: int = 0
+    malformed: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, where: str, reason: str) -> None:
+        self.malformed += 1
+        if len(self.reasons) < MAX_REASONS_KEPT:
+            self.reasons.append(f"{where}: {reason}")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"records": self.records, "malformed": self.malformed, "reasons": self.reasons}
+
+
+class FeedSource(Protocol):
+    name: str
+    report: SourceReport
+
+    def batches(self, chunk: int = DEFAULT_CHUNK) -> Iterator[TradeBatch]: ...
+
+
+def open_source(
+    spec: str,
+    *,
+    limit: int | None = None,
+    exchange: str | None = None,
+    seed: int = 7,
+    symbols: int | None = None,
+) -> FeedSource:
+    """`synthetic`, a Binance capture (`.gz`) or a folder of them, or a `.csv`/`.parquet` file."""
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
+
+        config = SyntheticConfig(seed=seed, records=limit or SyntheticConfig().records)
+        if symbols:
+            config = SyntheticConfig(seed=seed, records=config.records, symbols=symbols)
+        return SyntheticFeed(config)
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"no such source: {spec!r} (give 'synthetic' or an existing path)")
+    if path.is_dir() or path.name.endswith((".gz", ".jsonl", ".txt")):
+        from k2lib.feeds.binance import BinanceCapture
+
+        return BinanceCapture(path, exchange=exchange, limit=limit)
+    if path.suffix.lower() in (".csv", ".parquet", ".pq"):
+        from k2lib.feeds.files import TradeFile
+
+        return TradeFile(path, limit=limit)
+    raise SourceError(
+        f"cannot tell what {spec!r} is: expected a .gz capture, a folder, .csv or .parquet"
+    )
