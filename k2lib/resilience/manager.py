@@ -66,6 +66,9 @@ DEFAULT_BREAKER_LEVELS: Mapping[str, DegradationLevel] = MappingProxyType(
 
 @dataclass(frozen=True, kw_only=True)
 class DegradationConfig:
+    """Thresholds and timing; every default is a module constant (see signals.py for the
+    signal thresholds: lag, latency and RSS as a fraction of `memory_budget_bytes`)."""
+
     lag: Thresholds = DEFAULT_LAG
     latency: Thresholds = DEFAULT_LATENCY_S
     rss: Thresholds = DEFAULT_RSS_FRACTION

@@ -1,0 +1,278 @@
+"""DegradationManager: thresholds, dwell, no flapping, step-wise recovery, override, table."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+
+import pytest
+
+from k2lib.clock import ManualClock
+from k2lib.errors import ConfigError
+from k2lib.monitoring.metrics import new_registry
+from k2lib.resilience import (
+    LEVEL_ACTIONS,
+    BreakerState,
+    DegradationConfig,
+    DegradationLevel,
+    DegradationListener,
+    DegradationManager,
+    QueryPriority,
+    Signals,
+    Thresholds,
+    Transition,
+    lag_from_stats,
+)
+
+pytestmark = [pytest.mark.unit, pytest.mark.resilience, pytest.mark.phase2]
+
+L = DegradationLevel
+DWELL = 10.0
+
+
+def manager(**kw: object) -> tuple[DegradationManager, ManualClock]:
+    clock = ManualClock()
+    return DegradationManager(clock=clock, **kw), clock  # type: ignore[arg-type]
+
+
+def lag(n: int) -> Signals:
+    return Signals(lag_messages=n)
+
+
+def test_enter_threshold_is_inclusive() -> None:
+    m, _ = manager()
+    assert m.update(lag(49_999)) is L.NORMAL
+    assert m.update(lag(50_000)) is L.SOFT  # exactly the enter threshold enters
+
+
+def test_escalation_jumps_to_the_highest_level_met() -> None:
+    m, _ = manager()
+    assert m.update(lag(600_000)) is L.AGGRESSIVE
+    assert [(t.from_level, t.to_level) for t in m.transitions] == [(L.NORMAL, L.AGGRESSIVE)]
+    assert m.transitions[0].signal == "lag_messages"
+    assert m.transitions[0].value == 600_000
+
+
+def test_escalation_waits_for_min_dwell_at_the_current_level() -> None:
+    m, clock = manager()
+    m.update(lag(60_000))
+    assert m.level is L.SOFT
+    clock.advance(DWELL - 0.1)
+    assert m.update(lag(250_000)) is L.SOFT
+    clock.advance(0.1)
+    assert m.update(lag(250_000)) is L.GRACEFUL
+
+
+def test_circuit_break_skips_the_dwell() -> None:
+    m, clock = manager()
+    m.update(lag(60_000))
+    clock.advance(1.0)
+    level = m.update(Signals(lag_messages=60_000, breakers={"iceberg_commit": BreakerState.OPEN}))
+    assert level is L.CIRCUIT_BREAK
+    assert m.transitions[-1].signal == "breaker:iceberg_commit"
+    assert m.actions.consume is False
+
+
+def test_breaker_levels_and_half_open_releases_the_hold() -> None:
+    m, clock = manager()
+    assert m.update(Signals(breakers={"redis": BreakerState.OPEN})) is L.GRACEFUL
+    assert m.update(Signals(breakers={"unknown_dep": BreakerState.OPEN})) is L.GRACEFUL
+    clock.advance(DWELL)
+    assert m.update(Signals(breakers={"redis": BreakerState.OPEN})) is L.GRACEFUL  # held
+    assert m.update(Signals(breakers={"redis": BreakerState.HALF_OPEN})) is L.SOFT
+
+
+def test_lag_alone_never_reaches_circuit_break() -> None:
+    m, clock = manager()
+    for _ in range(5):
+        m.update(lag(50_000_000))
+        clock.advance(DWELL)
+    assert m.level is L.AGGRESSIVE  # a paused consumer could never work its lag off
+
+
+def test_hysteresis_holds_between_exit_and_enter() -> None:
+    m, clock = manager()
+    m.update(lag(50_000))
+    for value in (49_000, 30_000, 25_000):  # below enter, at or above exit (25k)
+        clock.advance(DWELL)
+        assert m.update(lag(value)) is L.SOFT
+    clock.advance(DWELL)
+    assert m.update(lag(24_999)) is L.NORMAL
+
+
+def test_recovery_steps_down_one_level_per_dwell() -> None:
+    m, clock = manager()
+    m.update(lag(600_000))
+    levels = []
+    for _ in range(40):  # 1 s per reading, lag gone
+        clock.advance(1.0)
+        levels.append(m.update(lag(0)))
+    changes = [(t.from_level, t.to_level, t.reason) for t in m.transitions[1:]]
+    assert changes == [
+        (L.AGGRESSIVE, L.GRACEFUL, "recover"),
+        (L.GRACEFUL, L.SOFT, "recover"),
+        (L.SOFT, L.NORMAL, "recover"),
+    ]
+    times = [t.at for t in m.transitions]
+    assert [b - a for a, b in itertools.pairwise(times)] == [DWELL] * 3
+    assert levels[-1] is L.NORMAL
+
+
+def test_recovery_needs_every_signal_below_the_exit() -> None:
+    m, clock = manager()
+    m.update(Signals(lag_messages=250_000, batch_latency_s=0.1))
+    assert m.level is L.GRACEFUL
+    clock.advance(DWELL)
+    # lag is fine now, but latency sits at GRACEFUL's exit (1.5 s): still held
+    assert m.update(Signals(lag_messages=0, batch_latency_s=1.5)) is L.GRACEFUL
+    assert m.update(Signals(lag_messages=0, batch_latency_s=1.49)) is L.SOFT
+    assert m.transitions[-1].signal == "batch_latency_s"  # the last one to let go
+
+
+def test_unmeasured_signals_neither_raise_nor_hold() -> None:
+    m, clock = manager()
+    m.update(Signals(batch_latency_s=2.0))
+    assert m.level is L.SOFT
+    clock.advance(DWELL)
+    assert m.update(Signals()) is L.NORMAL
+
+
+def test_rss_is_judged_against_the_budget() -> None:
+    budget = 1_000_000
+    m, _ = manager(config=DegradationConfig(memory_budget_bytes=budget))
+    assert m.update(Signals(rss_bytes=699_999)) is L.NORMAL
+    assert m.update(Signals(rss_bytes=700_000)) is L.SOFT
+    m2, _ = manager(config=DegradationConfig(memory_budget_bytes=budget))
+    assert m2.update(Signals(rss_bytes=970_000)) is L.CIRCUIT_BREAK
+
+
+@pytest.mark.parametrize("seed", [1, 7, 42])
+def test_noisy_signal_around_an_enter_threshold_makes_at_most_one_transition(seed: int) -> None:
+    rng = random.Random(seed)
+    m, clock = manager()
+    for _ in range(2_000):
+        clock.advance(rng.uniform(0.05, 2.0))
+        m.update(lag(int(rng.uniform(26_000, 74_000))))  # SOFT enter 50k, exit 25k
+    assert len(m.transitions) <= 1
+
+
+def test_signal_hovering_exactly_at_the_threshold_does_not_flap() -> None:
+    m, clock = manager()
+    for i in range(1_000):
+        clock.advance(1.0)
+        m.update(lag(199_999 if i % 2 else 200_000))  # GRACEFUL's enter threshold
+    assert [t.to_level for t in m.transitions] == [L.GRACEFUL]
+
+
+def test_force_overrides_and_is_marked_then_releases_gradually() -> None:
+    registry = new_registry()
+    m, clock = manager(registry=registry)
+    m.force(L.AGGRESSIVE)
+    assert m.level is L.AGGRESSIVE and m.forced
+    assert m.update(lag(0)) is L.AGGRESSIVE  # signals are recorded but do not move it
+    assert registry.get_sample_value("k2_degradation_override") == 1
+    assert m.status()["forced"] is True
+    assert m.transitions[-1].reason == "forced"
+    m.force(None)
+    assert registry.get_sample_value("k2_degradation_override") == 0
+    assert m.update(lag(0)) is L.AGGRESSIVE  # dwell restarted at release
+    clock.advance(DWELL)
+    assert m.update(lag(0)) is L.GRACEFUL
+
+
+def test_transitions_are_logged_listened_to_and_summarised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Recorder(DegradationListener):
+        def __init__(self) -> None:
+            self.seen: list[Transition] = []
+
+        def level_change(self, manager: DegradationManager, transition: Transition) -> None:
+            self.seen.append(transition)
+
+    recorder = Recorder()
+    m, clock = manager(listeners=[recorder])
+    with caplog.at_level(logging.INFO, logger="k2.degradation"):
+        m.update(lag(300_000))
+        clock.advance(DWELL)
+        m.update(lag(0))
+    assert [r.name for r in caplog.records] == ["k2.degradation"] * 2
+    assert "lag_messages=300000" in caplog.records[0].getMessage()
+    assert recorder.seen == m.transitions
+    summary = json.loads(json.dumps(m.summary()))
+    assert summary["max_level"] == "GRACEFUL"
+    assert summary["level"] == "SOFT"
+    assert summary["transitions"][0] == {
+        "at_s": 0.0,
+        "from": "NORMAL",
+        "to": "GRACEFUL",
+        "reason": "escalate",
+        "signal": "lag_messages",
+        "value": 300_000,
+    }
+    status = json.loads(json.dumps(m.status()))
+    assert status["level"] == "SOFT" and status["signals"]["lag_messages"] == 0
+    assert status["actions"]["max_realtime_tier"] == LEVEL_ACTIONS[L.SOFT].max_realtime_tier
+
+
+def test_metrics_follow_levels_and_signals() -> None:
+    registry = new_registry()
+    m, clock = manager(registry=registry)
+    m.update(Signals(lag_messages=600_000, batch_latency_s=0.25, rss_bytes=123_456))
+    clock.advance(DWELL)
+    m.update(Signals(lag_messages=0, batch_latency_s=0.5))
+    sample = registry.get_sample_value
+    assert sample("k2_degradation_level") == int(L.GRACEFUL)
+    assert sample("k2_degradation_transitions_total", {"from": "NORMAL", "to": "AGGRESSIVE"}) == 1
+    assert sample("k2_degradation_transitions_total", {"from": "AGGRESSIVE", "to": "GRACEFUL"}) == 1
+    assert sample("k2_consumer_lag_messages") == 0
+    assert sample("k2_batch_latency_seconds") == 0.5
+    assert sample("k2_batch_processing_seconds_count") == 2
+    assert sample("k2_process_rss_bytes") == 123_456
+    assert sample("k2_degradation_override") == 0
+
+
+def test_thresholds_must_have_hysteresis() -> None:
+    with pytest.raises(ConfigError):
+        Thresholds(enter=(10, 20, 30, 40), exit=(10, 15, 25, 35))
+    with pytest.raises(ConfigError):
+        Thresholds(enter=(10, 5, 30, 40), exit=(1, 2, 3, 4))
+
+
+def test_level_table_is_monotonic_and_ends_in_a_pause() -> None:
+    rows = [LEVEL_ACTIONS[level] for level in L]
+    assert [r.max_realtime_tier for r in rows] == [3, 3, 2, 1, 0]
+    assert [r.max_query_priority for r in rows] == [
+        QueryPriority.LOW,
+        QueryPriority.LOW,
+        QueryPriority.NORMAL,
+        QueryPriority.HIGH,
+        QueryPriority.HIGH,
+    ]
+    assert [r.consume for r in rows] == [True, True, True, True, False]
+    assert [r.skip_optional_work for r in rows] == [False, True, True, True, True]
+    assert rows[L.SOFT].batch_size_factor > 1 and rows[L.SOFT].commit_interval_factor > 1
+    assert [r.historical_only for r in rows] == [False, False, False, False, True]
+    retry = [r.query_retry_after_s for r in rows]
+    assert retry == sorted(retry)
+
+
+def test_lag_from_librdkafka_stats() -> None:
+    stats = {
+        "topics": {
+            "market.trades": {
+                "partitions": {
+                    "0": {"consumer_lag": 1200},
+                    "1": {"consumer_lag": 300},
+                    "2": {"consumer_lag": -1},  # not fetched yet
+                    "-1": {"consumer_lag": 99},  # librdkafka's internal partition
+                }
+            },
+            "other": {"partitions": {"0": {"consumer_lag": 5}}},
+        }
+    }
+    assert lag_from_stats(json.dumps(stats), topic="market.trades") == 1500
+    assert lag_from_stats(json.dumps(stats)) == 1505
+    assert lag_from_stats(json.dumps({"topics": {}})) is None
