@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from pyiceberg.catalog import Catalog
 
 from k2lib.config import K2Settings
+from k2lib.errors import CircuitOpenError, StorageError
 from k2lib.ingestion.consumer import TradeConsumer
 from k2lib.ingestion.dlq import DeadLetterQueue
 from k2lib.ingestion.metrics import IngestMetrics
@@ -55,6 +56,7 @@ class _Counts:
     dlq: int = 0
     duplicates: int = 0
     commits: int = 0
+    failed_commits: int = 0
     dlq_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,7 +102,7 @@ class IngestPipeline:
         """Poll once and process it. Returns the number of messages polled."""
         actions = self.stages.before_poll(self)
         if not actions.consume:
-            self._commit_if_due(force=bool(self.buffer))
+            self._commit_if_due()
             time.sleep(self.config.poll_timeout_s)
             return 0
         limit = int(self.config.poll_max * actions.batch_size_factor)
@@ -152,14 +154,21 @@ class IngestPipeline:
         if force or due_rows or (due_time and (self.buffered_rows or moved)):
             self.commit()
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         """DLQ flushed, then rows + offsets in one snapshot, then dedup keys, then group."""
         self.dlq.flush()
         rows = TradeBatch.concat(self.buffer).to_arrow() if self.buffer else _empty_rows()
         offsets = dict(self.next_offsets)
         extra = self.stages.commit_properties(self)
-        result = self.stages.guard_commit(
-            lambda: self.writer.commit(rows, offsets, extra_properties=extra))
+        try:
+            result = self.stages.guard_commit(
+                lambda: self.writer.commit(rows, offsets, extra_properties=extra))
+        except (StorageError, CircuitOpenError) as exc:
+            # The rows stay buffered and their offsets uncommitted: retried on the next due.
+            log.warning("commit deferred: %s", exc)
+            self.counts.failed_commits += 1
+            self.last_commit = self.clock()
+            return False
         self.metrics.commit_seconds.observe(result.seconds)
         self.stages.after_commit(self)
         self.consumer.commit(offsets)
@@ -175,6 +184,7 @@ class IngestPipeline:
         every = self.config.maintenance.every_commits
         if every and self.counts.commits % every == 0:
             expire_snapshots(self.table, self.config.maintenance.keep_snapshots)
+        return True
 
     # -- a run ----------------------------------------------------------------------------
 
@@ -199,12 +209,20 @@ class IngestPipeline:
                     if self.clock() - idle_since >= until_idle_s:
                         break
             self.stages.drain(self)
-            if self.buffer or self.next_offsets != self.resume.offsets:
-                self.commit()
+            self._final_commit()
         finally:
             _restore_stop(previous)
             self.consumer.close()
         return self.summary(self.clock() - started)
+
+    def _final_commit(self, attempts: int = 30) -> None:
+        """The run's last commit; a dependency that stays down ends the run with an error."""
+        for _ in range(attempts):
+            if not (self.buffer or self.next_offsets != self.resume.offsets) or self.commit():
+                return
+            time.sleep(1.0)
+        raise StorageError(f"could not commit the final batch after {attempts} attempts; "
+                           "nothing was lost: the next run resumes from the last snapshot")
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         c = self.counts
@@ -216,6 +234,7 @@ class IngestPipeline:
             "dlq": c.dlq,
             "dlq_reasons": c.dlq_reasons,
             "commits": c.commits,
+            "failed_commits": c.failed_commits,
             "broker_resets": sorted(set(self.consumer.resets)),
             "offsets": {str(p): o for p, o in sorted(self.next_offsets.items())},
             "elapsed_s": round(elapsed, 3),

@@ -1,0 +1,69 @@
+# K2: two set-up commands (see README): `make demo` and `make test`.
+# Each creates .venv, installs everything, and starts the services it needs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+K2_HOME ?= $(CURDIR)/.k2
+export K2_HOME
+
+.PHONY: demo test test-unit test-integration test-notebooks test-browser lint bench up down \
+        system-deps clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ -/'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+system-deps:  ## Debian packages the tests use: chromium (browser test), promtool (metrics lint)
+	@./scripts/system-deps.sh
+
+up: $(BIN)/.installed  ## start the local stack (broker, Redis, catalog) under K2_HOME
+	$(BIN)/k2 up
+
+down:  ## stop what `make up` started
+	$(BIN)/k2 down
+
+demo: $(BIN)/.installed  ## run the whole demo headless and write the HTML report
+	$(BIN)/k2 up
+	$(BIN)/k2 demo
+
+lint: $(BIN)/.installed  ## ruff and mypy
+	$(BIN)/ruff check k2lib tests
+	$(BIN)/ruff format --check k2lib tests
+	$(BIN)/mypy k2lib
+
+test: $(BIN)/.installed system-deps  ## everything: lint, unit, integration, notebooks, browser
+	$(BIN)/k2 up
+	$(MAKE) lint
+	$(BIN)/pytest tests/unit tests/integration -p no:cacheprovider
+	$(MAKE) test-notebooks
+	$(MAKE) test-browser
+
+test-unit: $(BIN)/.installed  ## unit tests only (no services)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(BIN)/.installed  ## integration tests against the live stack
+	$(BIN)/k2 up
+	$(BIN)/pytest tests/integration
+
+test-notebooks: $(BIN)/.installed  ## the notebooks under nbval, against the live stack
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(BIN)/k2 up && $(BIN)/pytest --nbval notebooks \
+	    --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider; \
+	else echo "no notebooks yet"; fi
+
+test-browser: $(BIN)/.installed  ## JupyterLab driven in headless Chromium
+	@if [ -d tests/browser ]; then $(BIN)/pytest tests/browser -p no:cacheprovider; fi
+
+bench: $(BIN)/.installed  ## k2 bench all -> bench/results.json and docs/performance.md
+	$(BIN)/k2 up
+	$(BIN)/k2 bench all --write
+
+clean:  ## stop services and remove local state
+	-$(BIN)/k2 down
+	rm -rf $(K2_HOME) reports

@@ -1,0 +1,261 @@
+"""The full ingest stages: degradation, load shedding, sequence tracking and dedup.
+
+Per poll, in order:
+
+1. signals (lag from fetch responses, last batch latency, this process's RSS, breaker
+   states) -> the degradation manager -> this level's row of `LEVEL_ACTIONS`;
+2. records of tiers the level sheds go to the deferred spill (durable before their
+   offsets are committed, so shedding defers and never loses);
+3. the sequence tracker labels the rest (one Redis round trip), then the deduplicator
+   drops duplicates (Bloom, confirmed in Redis on a maybe);
+4. if Redis fails, the records are deferred too: nothing is stored unchecked;
+5. when the level allows, spilled records are backfilled through steps 3-4.
+
+Spill files a commit covers are named in its snapshot (`k2.spill.tokens`) and acked after
+it; a crash in between is healed on start by acking what the last snapshot names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from k2lib.config import K2Settings
+from k2lib.errors import CircuitOpenError, K2Error, ServiceError
+from k2lib.ingestion.stages import PollPlan, Stages
+from k2lib.resilience import (
+    CircuitBreaker,
+    DeferredSpill,
+    DegradationConfig,
+    DegradationManager,
+    LoadShedder,
+    ProcessMemory,
+    Signals,
+    breaker_states,
+)
+from k2lib.wire.schema import TradeBatch
+
+if TYPE_CHECKING:
+    from k2lib.ingestion.pipeline import IngestPipeline
+
+__all__ = ["DedupStage", "ResilientStages", "SequenceStage"]
+
+log = logging.getLogger("k2.ingest")
+T = TypeVar("T")
+
+SPILL_TOKENS_PROPERTY = "k2.spill.tokens"
+BACKFILL_ROWS_PER_POLL = 100_000
+STATUS_KEY = "k2:degradation"
+STATUS_EVERY_S = 1.0
+
+
+class SequenceStage(Protocol):
+    def classify(self, batch: TradeBatch) -> None: ...
+    def summary(self) -> dict[str, Any]: ...
+
+
+class DedupStage(Protocol):
+    def check(self, batch: TradeBatch) -> np.ndarray: ...
+    def commit(self) -> None: ...
+    def abandon(self) -> None: ...
+    def summary(self) -> dict[str, Any]: ...
+
+
+class ResilientStages(Stages):
+    def __init__(
+        self,
+        *,
+        manager: DegradationManager,
+        shedder: LoadShedder,
+        spill: DeferredSpill,
+        breakers: dict[str, CircuitBreaker],
+        tracker: SequenceStage | None = None,
+        dedup: DedupStage | None = None,
+        status_sink: Callable[[dict[str, Any]], None] | None = None,
+        memory: ProcessMemory | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.manager = manager
+        self.shedder = shedder
+        self.spill = spill
+        self.breakers = breakers
+        self.tracker = tracker
+        self.dedup = dedup
+        self.status_sink = status_sink
+        self.memory = memory or ProcessMemory()
+        self.clock = clock
+        self._latency: float | None = None
+        self._in_commit: list[tuple[str, np.ndarray]] = []  # spill tokens + their tiers
+        self._last_status = 0.0
+        self.deferred_for_redis = 0
+
+    @classmethod
+    def from_settings(cls, settings: K2Settings, registry: CollectorRegistry, *,
+                      degradation: DegradationConfig | None = None,
+                      clock: Callable[[], float] = time.monotonic) -> ResilientStages:
+        from k2lib.ingestion.scalability import build_dedup, build_tracker, status_publisher
+
+        breakers = {name: CircuitBreaker(name, clock=clock, registry=registry)
+                    for name in ("redis", "iceberg_commit", "broker")}
+        spill = DeferredSpill(settings.home / "spill" / settings.topic)
+        return cls(
+            manager=DegradationManager(config=degradation, clock=clock, registry=registry),
+            shedder=LoadShedder(registry=registry, pending_records=spill.pending_rows()),
+            spill=spill,
+            breakers=breakers,
+            tracker=build_tracker(settings, registry),
+            dedup=build_dedup(settings, registry),
+            status_sink=status_publisher(settings),
+            clock=clock,
+        )
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def before_poll(self, pipeline: IngestPipeline) -> PollPlan:
+        if not hasattr(self, "_healed"):
+            self._heal_spill(pipeline)
+        signals = Signals(
+            lag_messages=pipeline.consumer.lag(),
+            batch_latency_s=self._latency,
+            rss_bytes=self.memory.rss_bytes(),
+            breakers=breaker_states(self.breakers.values()),
+        )
+        self._latency = None
+        self.manager.update(signals)
+        self._publish_status(signals)
+        actions = self.manager.actions
+        if actions.backfill_deferred and not self._in_commit and self.spill.pending_rows():
+            self._backfill(pipeline)
+        return PollPlan(consume=actions.consume, batch_size_factor=actions.batch_size_factor,
+                        commit_interval_factor=actions.commit_interval_factor)
+
+    def process(self, pipeline: IngestPipeline, batch: TradeBatch) -> TradeBatch:
+        if not len(batch):
+            return batch
+        tiers = self.shedder.tiers_of(batch.symbol, batch.exchange)
+        keep, shed = self.shedder.split_tiers(tiers, self.manager.level)
+        if shed.any():
+            self._defer(batch.take(shed), tiers[shed])
+            batch, tiers = batch.take(keep), tiers[keep]
+        checked = self._check(batch)
+        if checked is None:  # Redis unusable: defer rather than store unchecked
+            self._defer(batch, tiers)
+            self.deferred_for_redis += len(batch)
+            return TradeBatch.empty()
+        return checked
+
+    def guard_commit(self, commit: Callable[[], T]) -> T:
+        return self.breakers["iceberg_commit"].call(commit)
+
+    def commit_properties(self, pipeline: IngestPipeline) -> dict[str, str]:
+        if not self._in_commit:
+            return {}
+        return {SPILL_TOKENS_PROPERTY: json.dumps([t for t, _ in self._in_commit])}
+
+    def after_commit(self, pipeline: IngestPipeline) -> None:
+        if self.dedup is not None:
+            self._redis(self.dedup.commit)
+        for token, tiers in self._in_commit:
+            self.spill.ack(token)
+            self.shedder.record_backfilled(tiers)
+        self._in_commit = []
+
+    def commit_failed(self, pipeline: IngestPipeline) -> None:
+        """The rows stay buffered for the next try; nothing to undo here."""
+
+    def after_step(self, pipeline: IngestPipeline, seconds: float) -> None:
+        if seconds > 0:
+            self._latency = seconds
+
+    def busy(self, pipeline: IngestPipeline) -> bool:
+        return self.spill.pending_rows() > 0 and self.manager.actions.backfill_deferred
+
+    def summary(self, pipeline: IngestPipeline) -> dict[str, Any]:
+        shed = self.shedder.counts()
+        out: dict[str, Any] = {
+            "shed": sum(shed["shed"].values()),
+            "deferred": sum(shed["deferred"].values()),
+            "backfilled": sum(shed["backfilled"].values()),
+            "pending_deferred": self.spill.pending_rows(),
+            "deferred_redis_down": self.deferred_for_redis,
+            "shedding_by_tier": shed,
+            "degradation": self.manager.summary(),
+        }
+        if self.dedup is not None:
+            dedup = self.dedup.summary()
+            out["duplicates"] = dedup.get("duplicates", 0)
+            out["dedup"] = dedup
+        if self.tracker is not None:
+            seq = self.tracker.summary()
+            out["gaps"] = seq.get("gaps", 0)
+            out["sequence"] = seq
+        return out
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check(self, batch: TradeBatch) -> TradeBatch | None:
+        """Sequence-label then dedup `batch`; None when Redis cannot be used right now."""
+        if self.tracker is not None:
+            tracker = self.tracker
+            if self._redis(lambda: tracker.classify(batch)) is _FAILED:
+                return None
+        if self.dedup is None:
+            return batch
+        dedup = self.dedup
+        keep = self._redis(lambda: dedup.check(batch))
+        if keep is _FAILED:
+            return None
+        assert isinstance(keep, np.ndarray)
+        return batch.take(keep)
+
+    def _redis(self, call: Callable[[], Any]) -> Any:
+        breaker = self.breakers["redis"]
+        try:
+            return breaker.call(call)
+        except CircuitOpenError:
+            return _FAILED
+        except (ServiceError, ConnectionError, TimeoutError, OSError) as exc:
+            log.warning("redis stage failed, deferring: %s", exc)
+            return _FAILED
+
+    def _defer(self, batch: TradeBatch, tiers: np.ndarray) -> None:
+        self.spill.append(batch.to_arrow())
+        self.shedder.record_deferred(tiers)
+
+    def _backfill(self, pipeline: IngestPipeline) -> None:
+        for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
+            batch = TradeBatch.from_arrow(table)
+            checked = self._check(batch)
+            if checked is None:
+                self.spill.release(token)
+                return
+            pipeline.accept(checked)
+            self._in_commit.append((token, self.shedder.tiers_of(batch.symbol, batch.exchange)))
+
+    def _heal_spill(self, pipeline: IngestPipeline) -> None:
+        """Ack spill files that the last snapshot committed before a crash could ack them."""
+        self._healed = True
+        snap = pipeline.table.current_snapshot()
+        props = snap.summary.additional_properties if snap and snap.summary else {}
+        for token in json.loads(props.get(SPILL_TOKENS_PROPERTY, "[]")):
+            self.spill.ack(token)
+
+    def _publish_status(self, signals: Signals) -> None:
+        now = self.clock()
+        if self.status_sink is None or now - self._last_status < STATUS_EVERY_S:
+            return
+        self._last_status = now
+        try:
+            self.status_sink({**self.manager.status(), "signals": signals.as_dict(),
+                              "published_at": time.time()})
+        except (K2Error, OSError, ConnectionError) as exc:  # status is best effort
+            log.debug("status publish failed: %s", exc)
+
+
+_FAILED = object()
