@@ -31,6 +31,8 @@ def _words(values: np.ndarray) -> np.ndarray:
     width = flat.dtype.itemsize
     if width % 8:
         flat = flat.astype(f"S{(width // 8 + 1) * 8}")
+    if len(values) == 0:
+        return np.zeros((0, max(width // 8, 1)), np.uint64)
     return flat.view(np.uint64).reshape(len(values), -1)
 
 
