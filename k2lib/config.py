@@ -66,12 +66,14 @@ class K2Settings:
                 "sasl.username": env.get("K2_KAFKA_SASL_USERNAME", ""),
                 "sasl.password": env.get("K2_KAFKA_SASL_PASSWORD", ""),
             }
+        broker_port = _int(env, "K2_BROKER_PORT", DEFAULT_BROKER_PORT)
+        redis_port = _int(env, "K2_REDIS_PORT", DEFAULT_REDIS_PORT)
         settings = cls(
             home=home,
-            kafka_bootstrap=env.get("K2_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_BROKER_PORT}"),
+            kafka_bootstrap=env.get("K2_KAFKA_BOOTSTRAP", f"127.0.0.1:{broker_port}"),
             kafka_external="K2_KAFKA_BOOTSTRAP" in env,
             kafka_extra=extra,
-            redis_url=env.get("K2_REDIS_URL", f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"),
+            redis_url=env.get("K2_REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
             redis_external="K2_REDIS_URL" in env,
             redis_password=env.get("K2_REDIS_PASSWORD") or None,
             catalog_name=env.get("K2_CATALOG_NAME", "k2"),

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
 from k2lib.config import K2Settings
-from k2lib.errors import CircuitOpenError, K2Error, ServiceError
+from k2lib.errors import CircuitOpenError, ServiceError
 from k2lib.ingestion.stages import PollPlan, Stages
 from k2lib.resilience import (
     CircuitBreaker,
@@ -78,6 +79,7 @@ class ResilientStages(Stages):
         tracker: SequenceStage | None = None,
         dedup: DedupStage | None = None,
         status_sink: Callable[[dict[str, Any]], None] | None = None,
+        redis_probe: Callable[[], Any] | None = None,
         memory: ProcessMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,6 +90,7 @@ class ResilientStages(Stages):
         self.tracker = tracker
         self.dedup = dedup
         self.status_sink = status_sink
+        self.redis_probe = redis_probe
         self.memory = memory or ProcessMemory()
         self.clock = clock
         self._latency: float | None = None
@@ -99,7 +102,12 @@ class ResilientStages(Stages):
     def from_settings(cls, settings: K2Settings, registry: CollectorRegistry, *,
                       degradation: DegradationConfig | None = None,
                       clock: Callable[[], float] = time.monotonic) -> ResilientStages:
-        from k2lib.ingestion.scalability import build_dedup, build_tracker, status_publisher
+        from k2lib.ingestion.scalability import (
+            build_dedup,
+            build_tracker,
+            redis_probe,
+            status_publisher,
+        )
 
         breakers = {name: CircuitBreaker(name, clock=clock, registry=registry)
                     for name in ("redis", "iceberg_commit", "broker")}
@@ -112,6 +120,7 @@ class ResilientStages(Stages):
             tracker=build_tracker(settings, registry),
             dedup=build_dedup(settings, registry),
             status_sink=status_publisher(settings),
+            redis_probe=redis_probe(settings),
             clock=clock,
         )
 
@@ -127,6 +136,9 @@ class ResilientStages(Stages):
             breakers=breaker_states(self.breakers.values()),
         )
         self._latency = None
+        if self.redis_probe is not None and self.breakers["redis"].state != "closed":
+            # With nothing to consume, no real call would ever probe a half-open breaker.
+            self._redis(self.redis_probe)
         self.manager.update(signals)
         self._publish_status(signals)
         actions = self.manager.actions
@@ -220,7 +232,7 @@ class ResilientStages(Stages):
             return breaker.call(call)
         except CircuitOpenError:
             return _FAILED
-        except (ServiceError, ConnectionError, TimeoutError, OSError) as exc:
+        except (ServiceError, RedisError, ConnectionError, TimeoutError, OSError) as exc:
             log.warning("redis stage failed, deferring: %s", exc)
             return _FAILED
 
@@ -254,7 +266,7 @@ class ResilientStages(Stages):
         try:
             self.status_sink({**self.manager.status(), "signals": signals.as_dict(),
                               "published_at": time.time()})
-        except (K2Error, OSError, ConnectionError) as exc:  # status is best effort
+        except Exception as exc:  # status is best effort; never stop ingest over it
             log.debug("status publish failed: %s", exc)
 
 

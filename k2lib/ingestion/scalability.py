@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from k2lib.config import K2Settings
 from k2lib.stack.services import redis_client
 
-__all__ = ["build_dedup", "build_tracker", "status_publisher"]
+__all__ = ["build_dedup", "build_tracker", "redis_probe", "status_publisher"]
 
 STATUS_KEY = "k2:degradation"
 STATUS_TTL_S = 30
@@ -23,6 +23,12 @@ def build_tracker(settings: K2Settings, registry: CollectorRegistry) -> Any:
 
 def build_dedup(settings: K2Settings, registry: CollectorRegistry) -> Any:
     return None
+
+
+def redis_probe(settings: K2Settings) -> Callable[[], Any]:
+    """A cheap call that tells a half-open Redis breaker whether Redis is back."""
+    client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return client.ping
 
 
 def status_publisher(settings: K2Settings) -> Callable[[dict[str, Any]], None]:

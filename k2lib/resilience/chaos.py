@@ -1,0 +1,170 @@
+"""The live degradation demo: real load and real faults against the live stack.
+
+`ChaosRun` runs `k2 ingest`'s pipeline in a background thread and applies, in order:
+
+1. a burst: a synthetic replay at full rate (lag climbs, low tiers are shed to the spill);
+2. a slow Iceberg commit (the writer stalls; batch latency climbs);
+3. a Redis outage (the Redis-backed stages fail, the breaker opens, records are deferred),
+   then Redis comes back (a half-open probe closes the breaker, the level steps down).
+
+It waits for the level to return to NORMAL and the spill to drain, then reads the table
+back: `exactly_once` is true when every unique record sent is stored once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from k2lib.config import K2Settings
+from k2lib.feeds.faults import FaultSpec
+from k2lib.feeds.publisher import replay
+from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
+from k2lib.monitoring import new_registry
+from k2lib.resilience.levels import DegradationLevel
+from k2lib.resilience.manager import DegradationConfig
+from k2lib.resilience.signals import INF, Thresholds
+from k2lib.stack import LocalStack
+from k2lib.stack.services import create_topics
+
+__all__ = ["DEMO_DEGRADATION", "ChaosConfig", "ChaosRun", "exactly_once_check"]
+
+# Laptop-sized thresholds and a short dwell, so the whole cascade fits in a demo.
+DEMO_DEGRADATION = DegradationConfig(
+    lag=Thresholds(enter=(20_000, 60_000, 150_000, INF), exit=(5_000, 20_000, 60_000, INF)),
+    latency=Thresholds(enter=(1.0, 2.5, 8.0, INF), exit=(0.5, 1.0, 4.0, INF)),
+    min_dwell_s=2.0,
+)
+SCENARIOS = ("burst", "slow_commit", "redis_outage")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChaosConfig:
+    burst_records: int = 250_000
+    trickle_records: int = 20_000
+    slow_commit_s: float = 3.0
+    slow_commits: int = 2
+    redis_outage_s: float = 6.0
+    settle_timeout_s: float = 60.0
+    seed: int = 21
+    scenarios: tuple[str, ...] = SCENARIOS
+    degradation: DegradationConfig = field(default_factory=lambda: DEMO_DEGRADATION)
+
+
+def exactly_once_check(settings: K2Settings, expected_unique: int) -> dict[str, Any]:
+    """Read the table back: rows, distinct keys, duplicates and the verdict."""
+    from k2lib.stack.catalog import load_k2_catalog
+
+    table = load_k2_catalog(settings).load_table(settings.table)
+    cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
+    keys = Counter(zip(cols.column("exchange").to_pylist(), cols.column("symbol").to_pylist(),
+                       cols.column("seq").to_pylist(), strict=True))
+    duplicated = sum(c - 1 for c in keys.values() if c > 1)
+    return {"rows": cols.num_rows, "unique_keys": len(keys), "duplicate_rows": duplicated,
+            "expected_unique": expected_unique,
+            "exactly_once": duplicated == 0 and len(keys) == expected_unique}
+
+
+class ChaosRun:
+    """One demo run on its own topic and table (so it can be repeated on a live stack)."""
+
+    def __init__(self, settings: K2Settings, config: ChaosConfig = ChaosConfig(), *,
+                 registry: CollectorRegistry | None = None,
+                 log: Callable[[str], None] = lambda line: None) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.settings = settings.with_(topic=f"chaos.{tag}", dlq_topic=f"chaos.{tag}.dlq",
+                                       table=f"chaos.t_{tag}")
+        self.base = settings
+        self.config = config
+        self.registry = registry if registry is not None else new_registry()
+        self.log = log
+        self.events: list[dict[str, Any]] = []
+        self.sent_unique = 0
+        self._t0 = time.monotonic()
+        self._slow_left = 0
+
+    def _event(self, what: str, **detail: Any) -> None:
+        entry = {"at_s": round(time.monotonic() - self._t0, 2), "event": what, **detail}
+        self.events.append(entry)
+        self.log(f"[{entry['at_s']:6.1f}s] {what} {detail if detail else ''}".rstrip())
+
+    def run(self) -> dict[str, Any]:
+        from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
+        from k2lib.ingestion.resilient import ResilientStages
+
+        s, cfg = self.settings, self.config
+        create_topics(s, {s.topic: s.partitions, s.dlq_topic: 1})
+        stages = ResilientStages.from_settings(s, self.registry, degradation=cfg.degradation)
+        self.stages = stages
+        pipeline = IngestPipeline(
+            s, registry=self.registry, stages=stages,
+            config=IngestConfig(commit_rows=50_000, commit_interval_s=1.0, poll_max=20_000))
+        pipeline.writer.delay_s = self._commit_delay
+        result: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: result.update(pipeline.run()),
+                                  name="k2-chaos-ingest", daemon=True)
+        worker.start()
+        self._event("ingest started", topic=s.topic, table=s.table)
+        seed = cfg.seed
+        if "burst" in cfg.scenarios:
+            self._publish(cfg.burst_records, seed, "burst")
+            self._wait_level(DegradationLevel.SOFT, timeout=20)
+        if "slow_commit" in cfg.scenarios:
+            self._slow_left = cfg.slow_commits
+            self._event("slow commit", seconds=cfg.slow_commit_s, commits=cfg.slow_commits)
+            self._publish(cfg.trickle_records, seed + 1, "trickle")
+        if "redis_outage" in cfg.scenarios and not self.base.redis_external:
+            stack = LocalStack(self.base)
+            self._event("redis stopped")
+            stack.stop_service("redis")
+            self._publish(cfg.trickle_records, seed + 2, "during outage")
+            time.sleep(cfg.redis_outage_s)
+            stack.start_service("redis")
+            self._event("redis started")
+        settled = self._settle(pipeline)
+        pipeline.stop()
+        worker.join(timeout=60)
+        check = exactly_once_check(s, self.sent_unique)
+        self._event("exactly-once check", **check)
+        return {**result, **check, "settled": settled, "events": self.events,
+                "topic": s.topic, "table": s.table}
+
+    def _publish(self, records: int, seed: int, label: str) -> None:
+        feed = SyntheticFeed(SyntheticConfig(seed=seed, records=records, symbols=40))
+        summary = replay(feed, self.settings, faults=FaultSpec(), seed=seed)
+        self.sent_unique += summary["records"]
+        self._event(f"published {label}", records=summary["records"],
+                    rate_msg_s=summary["rate_msg_s"])
+
+    def _commit_delay(self) -> float:
+        if self._slow_left > 0:
+            self._slow_left -= 1
+            return self.config.slow_commit_s
+        return 0.0
+
+    def _wait_level(self, at_least: DegradationLevel, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.stages.manager.level < at_least:
+            time.sleep(0.1)
+        self._event("level", level=self.stages.manager.level.name)
+
+    def _settle(self, pipeline: Any) -> bool:
+        """Wait for NORMAL, an empty spill and no lag (bounded)."""
+        deadline = time.monotonic() + self.config.settle_timeout_s
+        while time.monotonic() < deadline:
+            m = self.stages.manager
+            if (m.level == DegradationLevel.NORMAL and not self.stages.spill.pending_rows()
+                    and pipeline.consumer.lag() == 0 and not pipeline.buffer):
+                self._event("settled", level=m.level.name)
+                return True
+            time.sleep(0.25)
+        self._event("not settled", level=self.stages.manager.level.name,
+                    pending=self.stages.spill.pending_rows())
+        return False
