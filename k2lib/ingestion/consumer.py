@@ -33,6 +33,8 @@ CONSUMER_DEFAULTS = {
     "fetch.max.bytes": 64 * 1024 * 1024,
     "max.partition.fetch.bytes": 16 * 1024 * 1024,
     "queued.max.messages.kbytes": 262_144,
+    "queued.min.messages": 1_000_000,
+    "fetch.wait.max.ms": 10,
     "session.timeout.ms": 6_000,
     "statistics.interval.ms": 1_000,
 }

@@ -11,6 +11,7 @@ from prometheus_client.exposition import MetricsHandler
 from k2lib.config import K2Settings
 from k2lib.errors import PortInUseError
 from k2lib.ingestion.stages import Stages
+from k2lib.resilience.manager import DegradationConfig
 
 __all__ = ["build_stages", "serve_metrics"]
 
@@ -30,10 +31,9 @@ def serve_metrics(registry: CollectorRegistry, port: int,
     return server
 
 
-def build_stages(settings: K2Settings, registry: CollectorRegistry) -> Stages:
-    """The full set of stages; the plain base until the resilient stages are wired."""
-    try:
-        from k2lib.ingestion.resilient import ResilientStages
-    except ImportError:
-        return Stages()
-    return ResilientStages.from_settings(settings, registry)
+def build_stages(settings: K2Settings, registry: CollectorRegistry,
+                 degradation: DegradationConfig | None = None) -> Stages:
+    """The full set of stages: degradation, shedding, sequence tracking and dedup."""
+    from k2lib.ingestion.resilient import ResilientStages
+
+    return ResilientStages.from_settings(settings, registry, degradation=degradation)

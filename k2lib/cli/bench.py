@@ -1,0 +1,78 @@
+"""`k2 bench NAME`."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import click
+
+from k2lib.config import K2Settings
+
+__all__ = ["command"]
+
+NAMES = ("ingest", "sequence", "dedup", "query", "all")
+RESULTS = Path("bench/results.json")
+
+
+def run_one(name: str, settings: K2Settings) -> dict[str, Any]:
+    if name == "ingest":
+        from k2lib.bench import ingest
+
+        return ingest.run(settings)
+    if name == "sequence":
+        from k2lib.bench import sequence
+
+        return sequence.run(settings.redis_url)
+    if name == "dedup":
+        from k2lib.bench import dedup
+
+        return dedup.run(settings.redis_url)
+    if name == "query":
+        from k2lib.bench import query
+
+        return query.run(settings)
+    raise click.BadParameter(f"unknown benchmark {name!r}")
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+@click.command("bench")
+@click.argument("name", type=click.Choice(NAMES))
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json",
+              show_default=True)
+@click.option("--write", is_flag=True,
+              help="Also write bench/results.json and regenerate docs/performance.md.")
+def command(name: str, fmt: str, write: bool) -> None:
+    """Measure K2 against the raw client or library doing the same work, in one run.
+
+    Prints one JSON object per benchmark:
+    {"name", "value", "unit", "baseline", "baseline_label", "ratio", ...details}.
+    """
+    from k2lib.stack import LocalStack
+
+    settings = K2Settings.from_env()
+    LocalStack(settings).up()
+    names = [n for n in NAMES if n != "all"] if name == "all" else [name]
+    results = []
+    for n in names:
+        click.echo(f"bench {n} ...", err=True)
+        result = run_one(n, settings)
+        results.append(result)
+        if fmt == "json":
+            click.echo(json.dumps(result))
+        else:
+            click.echo(f"{n:10s} {result['value']:>14,.1f} {result['unit']:8s} "
+                       f"baseline {result['baseline']:>14,.1f}  ratio {result['ratio']}")
+    if write:
+        from k2lib.bench.report import write_report
+
+        write_report(results, machine(), RESULTS)
