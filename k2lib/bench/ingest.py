@@ -60,7 +60,7 @@ def _pipeline(settings: K2Settings, records: int, full: bool) -> dict[str, Any]:
     # Full stages with degradation off: a benchmark backlog is not a reason to shed.
     stages = build_stages(settings, registry, degradation=NO_DEGRADATION) if full else None
     pipeline = IngestPipeline(settings, registry=registry, stages=stages,
-                              config=IngestConfig(commit_rows=200_000, commit_interval_s=30.0))
+                              config=IngestConfig(commit_interval_s=30.0))
     started = time.perf_counter()
     summary = pipeline.run(max_messages=records)
     summary["bench_seconds"] = time.perf_counter() - started

@@ -16,7 +16,7 @@ __all__ = ["command"]
 @click.option("--max-messages", type=click.IntRange(min=1), help="Stop after N messages.")
 @click.option("--until-idle", "until_idle", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Stop after SECONDS with no new messages.")
-@click.option("--commit-rows", type=click.IntRange(min=1), default=200_000, show_default=True,
+@click.option("--commit-rows", type=click.IntRange(min=1), default=250_000, show_default=True,
               help="Commit to Iceberg once this many records are buffered.")
 @click.option("--commit-interval", type=click.FloatRange(min=0.05), default=2.0,
               show_default=True, help="...or once this many seconds have passed.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,12 @@ from k2lib.errors import CircuitOpenError, StorageError
 from k2lib.ingestion.consumer import TradeConsumer
 from k2lib.ingestion.dlq import DeadLetterQueue
 from k2lib.ingestion.metrics import IngestMetrics
-from k2lib.ingestion.stages import Stages
+from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
 from k2lib.stack.catalog import load_k2_catalog
 from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots
 from k2lib.storage.table import SnapshotOffsets, ensure_table, latest_offsets
-from k2lib.storage.writer import IcebergWriter
+from k2lib.storage.writer import CommitResult, IcebergWriter
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.schema import TradeBatch
 
@@ -40,13 +41,21 @@ log = logging.getLogger("k2.ingest")
 
 @dataclass(frozen=True, kw_only=True)
 class IngestConfig:
-    poll_max: int = 100_000
+    poll_max: int = 50_000
     poll_timeout_s: float = 0.5
-    commit_rows: int = 200_000
+    commit_rows: int = 250_000
     commit_interval_s: float = 2.0
     group_id: str = "k2-ingest"
     partitions: tuple[int, ...] | None = None
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+
+
+@dataclass
+class _InFlight:
+    future: Future[CommitResult]
+    batches: list[TradeBatch]
+    offsets: dict[int, int]
+    ticket: CommitTicket
 
 
 @dataclass
@@ -95,6 +104,8 @@ class IngestPipeline:
         self.consumer.assign(start)
         self.last_commit = clock()
         self._stop = False
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
+        self._inflight: _InFlight | None = None
 
     # -- one poll -------------------------------------------------------------------------
 
@@ -147,40 +158,71 @@ class IngestPipeline:
             self.next_offsets[p] = int(offsets[partitions == p].max()) + 1
 
     def _commit_if_due(self, *, force: bool = False, interval_factor: float = 1.0) -> None:
+        self._reap(block=False)
         due_rows = self.buffered_rows >= self.config.commit_rows
         elapsed = self.clock() - self.last_commit
         due_time = elapsed >= self.config.commit_interval_s * interval_factor
-        moved = self.next_offsets != self.resume.offsets
-        if force or due_rows or (due_time and (self.buffered_rows or moved)):
+        if force or due_rows or (due_time and self._uncommitted()):
             self.commit()
 
-    def commit(self) -> bool:
-        """DLQ flushed, then rows + offsets in one snapshot, then dedup keys, then group."""
+    def _uncommitted(self) -> bool:
+        target = self._inflight.offsets if self._inflight else self.resume.offsets
+        return bool(self.buffer) or self.next_offsets != target
+
+    def commit(self) -> None:
+        """Hand the buffer to the committer thread; the next poll overlaps the write.
+
+        Order per commit: DLQ flushed -> rows + offsets in one snapshot -> (back on this
+        thread) stage hooks such as dedup keys and spill acks -> group offsets. At most one
+        commit is in flight, so hooks run in commit order.
+        """
+        self._reap(block=True)
         self.dlq.flush()
-        rows = TradeBatch.concat(self.buffer).to_arrow() if self.buffer else _empty_rows()
-        offsets = dict(self.next_offsets)
-        extra = self.stages.commit_properties(self)
+        batches, offsets = self.buffer, dict(self.next_offsets)
+        ticket = self.stages.prepare_commit(self)
+        self.buffer, self.buffered_rows = [], 0
+        future = self._committer.submit(self._write, batches, offsets, ticket.properties)
+        self._inflight = _InFlight(future, batches, offsets, ticket)
+        self.last_commit = self.clock()
+
+    def flush(self) -> bool:
+        """Commit what is buffered and wait for it. False when the commit failed."""
+        if self._uncommitted():
+            self.commit()
+        return self._reap(block=True)
+
+    def _write(self, batches: list[TradeBatch], offsets: dict[int, int],
+               properties: dict[str, str]) -> CommitResult:
+        rows = TradeBatch.concat(batches).to_arrow() if batches else _empty_rows()
+        return self.stages.guard_commit(
+            lambda: self.writer.commit(rows, offsets, extra_properties=properties))
+
+    def _reap(self, *, block: bool) -> bool:
+        """Finish the in-flight commit (if done, or wait when `block`). False if it failed."""
+        job = self._inflight
+        if job is None or (not block and not job.future.done()):
+            return True
+        self._inflight = None
         try:
-            result = self.stages.guard_commit(
-                lambda: self.writer.commit(rows, offsets, extra_properties=extra))
+            result = job.future.result()
         except (StorageError, CircuitOpenError) as exc:
-            # The rows stay buffered and their offsets uncommitted: retried on the next due.
+            # Rows go back to the front of the buffer; their offsets were never recorded.
             log.warning("commit deferred: %s", exc)
             self.counts.failed_commits += 1
-            self.last_commit = self.clock()
+            self.buffer = job.batches + self.buffer
+            self.buffered_rows = sum(len(b) for b in self.buffer)
+            self.stages.commit_failed(self, job.ticket)
             return False
         self.metrics.commit_seconds.observe(result.seconds)
-        self.stages.after_commit(self)
-        self.consumer.commit(offsets)
+        self.stages.after_commit(self, job.ticket)
+        self.consumer.commit(job.offsets)
         self.counts.written += result.rows
         self.counts.commits += 1
         self.metrics.written.inc(result.rows)
         self.metrics.commits.inc()
         self.metrics.table_rows.set(self.counts.written)
-        self.buffer, self.buffered_rows = [], 0
         self.resume = SnapshotOffsets(snapshot_id=result.snapshot_id, topic=self.settings.topic,
-                                      offsets=offsets)
-        self.last_commit = self.clock()
+                                      offsets=job.offsets)
         every = self.config.maintenance.every_commits
         if every and self.counts.commits % every == 0:
             expire_snapshots(self.table, self.config.maintenance.keep_snapshots)
@@ -212,13 +254,14 @@ class IngestPipeline:
             self._final_commit()
         finally:
             _restore_stop(previous)
+            self._committer.shutdown(wait=True)
             self.consumer.close()
         return self.summary(self.clock() - started)
 
     def _final_commit(self, attempts: int = 30) -> None:
         """The run's last commit; a dependency that stays down ends the run with an error."""
         for _ in range(attempts):
-            if not (self.buffer or self.next_offsets != self.resume.offsets) or self.commit():
+            if self.flush() and not self._uncommitted():
                 return
             time.sleep(1.0)
         raise StorageError(f"could not commit the final batch after {attempts} attempts; "

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from k2lib.config import K2Settings
 from k2lib.errors import CircuitOpenError, ServiceError
-from k2lib.ingestion.stages import PollPlan, Stages
+from k2lib.ingestion.stages import CommitTicket, PollPlan, Stages
 from k2lib.resilience import (
     CircuitBreaker,
     DeferredSpill,
@@ -62,9 +62,13 @@ class SequenceStage(Protocol):
 
 
 class DedupStage(Protocol):
+    """Two-phase: `check` drops duplicates and holds new keys as pending; `stage` takes
+    the pending keys for one commit; `record` writes them to Redis after that commit."""
+
     def check(self, batch: TradeBatch) -> np.ndarray: ...
-    def commit(self) -> None: ...
-    def abandon(self) -> None: ...
+    def stage(self) -> Any: ...
+    def record(self, staged: Any) -> None: ...
+    def restage(self, staged: Any) -> None: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -142,7 +146,7 @@ class ResilientStages(Stages):
         self.manager.update(signals)
         self._publish_status(signals)
         actions = self.manager.actions
-        if actions.backfill_deferred and not self._in_commit and self.spill.pending_rows():
+        if actions.backfill_deferred and self.spill.pending_rows():
             self._backfill(pipeline)
         return PollPlan(consume=actions.consume, batch_size_factor=actions.batch_size_factor,
                         commit_interval_factor=actions.commit_interval_factor)
@@ -165,21 +169,29 @@ class ResilientStages(Stages):
     def guard_commit(self, commit: Callable[[], T]) -> T:
         return self.breakers["iceberg_commit"].call(commit)
 
-    def commit_properties(self, pipeline: IngestPipeline) -> dict[str, str]:
-        if not self._in_commit:
-            return {}
-        return {SPILL_TOKENS_PROPERTY: json.dumps([t for t, _ in self._in_commit])}
+    def prepare_commit(self, pipeline: IngestPipeline) -> CommitTicket:
+        spilled, self._in_commit = self._in_commit, []
+        staged = self.dedup.stage() if self.dedup is not None else None
+        props = {SPILL_TOKENS_PROPERTY: json.dumps([t for t, _ in spilled])} if spilled else {}
+        return CommitTicket(properties=props, state=(spilled, staged))
 
-    def after_commit(self, pipeline: IngestPipeline) -> None:
+    def after_commit(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
+        spilled, staged = ticket.state
         if self.dedup is not None:
-            self._redis(self.dedup.commit)
-        for token, tiers in self._in_commit:
+            dedup = self.dedup
+            # Keys go to Redis only once their rows are durable. If Redis is down now, they
+            # stay staged in the process and are retried with the next commit.
+            if self._redis(lambda: dedup.record(staged)) is _FAILED:
+                dedup.restage(staged)
+        for token, tiers in spilled:
             self.spill.ack(token)
             self.shedder.record_backfilled(tiers)
-        self._in_commit = []
 
-    def commit_failed(self, pipeline: IngestPipeline) -> None:
-        """The rows stay buffered for the next try; nothing to undo here."""
+    def commit_failed(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
+        spilled, staged = ticket.state
+        self._in_commit = spilled + self._in_commit
+        if self.dedup is not None:
+            self.dedup.restage(staged)
 
     def after_step(self, pipeline: IngestPipeline, seconds: float) -> None:
         if seconds > 0:

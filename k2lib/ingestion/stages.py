@@ -8,7 +8,7 @@ shedder, deduplicator, sequence tracker and degradation manager into these hooks
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from k2lib.wire.schema import TradeBatch
@@ -16,9 +16,17 @@ from k2lib.wire.schema import TradeBatch
 if TYPE_CHECKING:
     from k2lib.ingestion.pipeline import IngestPipeline
 
-__all__ = ["PollPlan", "Stages"]
+__all__ = ["CommitTicket", "PollPlan", "Stages"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitTicket:
+    """Travels with one commit: its extra snapshot properties and the stages' own state."""
+
+    properties: dict[str, str] = field(default_factory=dict)
+    state: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +49,15 @@ class Stages:
     def guard_commit(self, commit: Callable[[], T]) -> T:
         return commit()
 
-    def commit_properties(self, pipeline: IngestPipeline) -> dict[str, str]:
-        return {}
+    def prepare_commit(self, pipeline: IngestPipeline) -> CommitTicket:
+        """What this commit carries beyond rows (snapshot properties, state to settle)."""
+        return CommitTicket()
 
-    def after_commit(self, pipeline: IngestPipeline) -> None:
+    def after_commit(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
         """Runs once the snapshot is durable (record dedup keys, ack spills)."""
+
+    def commit_failed(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
+        """The rows went back to the buffer; give back what `prepare_commit` took."""
 
     def after_step(self, pipeline: IngestPipeline, seconds: float) -> None:
         """Feed signals (lag, latency, memory) to whoever watches them."""

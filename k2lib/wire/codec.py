@@ -96,7 +96,10 @@ def encode_batch(batch: TradeBatch) -> list[bytes]:
 def decode_batch(values: Sequence[bytes | None]) -> DecodeResult:
     """Decode and validate a poll's values with column operations."""
     n = len(values)
-    lengths = np.fromiter((len(v) if v is not None else -1 for v in values), np.int64, n)
+    try:
+        lengths = np.fromiter(map(len, values), np.int64, n)  # type: ignore[arg-type]
+    except TypeError:  # a None value (tombstone) somewhere: the slow, careful way
+        lengths = np.fromiter((len(v) if v is not None else -1 for v in values), np.int64, n)
     sized = lengths == RECORD_SIZE
     rejects: list[Reject] = [
         Reject(int(i), _length_reason(int(lengths[i])), values[i] or b"")

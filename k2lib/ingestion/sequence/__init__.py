@@ -1,1 +1,224 @@
-"""ingestion/sequence."""
+"""Sequence tracking: every record of a feed labelled, per `(exchange, symbol)`.
+
+The interface lives here; implementations sit beside it:
+
+- `memory.MemorySequenceTracker`: in-process, for unit tests and single processes;
+- `redis.RedisSequenceTracker`: one Lua call per batch, atomic and safe across consumers;
+- `gaps.list_gaps`: the open gaps kept in Redis (what `k2 gaps` prints).
+
+State per key: `first` (lowest seq of the session), `last` (highest), `last_ts` (exch_ts of the
+record that set `last`) and the open gaps, disjoint ranges inside `[first, last]`. Every seq in
+`[first, last]` is either seen or in an open gap; that invariant is what makes DUPLICATE exact.
+
+Labels, in arrival order (records of one key see the earlier records of the same batch):
+
+- IN_ORDER: `seq == last + 1`, or the first record of a key;
+- GAP: `seq > last + 1`, the first record after the hole `[last + 1, seq - 1]`. A hole filled
+  entirely within the same batch is a local swap, not a gap: its record is relabelled
+  IN_ORDER and nothing is reported;
+- DUPLICATE: a seq in `[first, last]` that is not in an open gap;
+- LATE_FILL: a seq inside a gap recorded by an earlier batch (it closes that seq);
+- OUT_OF_ORDER: a seq inside a hole opened earlier in this batch, or below `first` (the range
+  extends downward; a hole left below `first` is a new gap);
+- RESET: a new session. The key's state restarts at this record and the old session's open
+  gaps are abandoned: counted in `abandoned_gap_messages`, no longer listed (their seqs are
+  reused by the new session, so they can never be filled). See `SequenceConfig` for the rule;
+- REPLAYED: Kafka delivered a record again (offset at or below the partition's high-water mark
+  of classified offsets, as after a crash before the Iceberg commit). Counted nowhere and
+  changes no state, so a restart never invents duplicates. Records without Kafka provenance
+  (partition or offset < 0) are never REPLAYED.
+
+At the end of any stream, however it was cut into batches: the open gaps are exactly the
+missing seqs of each key's current session; the abandoned count is exactly the missing seqs of
+its earlier sessions; DUPLICATE counts exactly the records delivered again; and the sum of new
+gaps' sizes minus late fills equals open plus abandoned.
+
+Seqs and timestamps must stay within ±2**53 (Lua numbers are doubles).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from k2lib.errors import ConfigError, ServiceError
+from k2lib.ingestion.sequence._metrics import SequenceMetrics
+from k2lib.ingestion.sequence._runs import (
+    KeyCodes,
+    Replay,
+    RunOutcome,
+    RunPlan,
+    plan_runs,
+    replayed_mask,
+)
+from k2lib.wire.schema import TradeBatch
+
+__all__ = [
+    "BatchClassification",
+    "Gap",
+    "SeqLabel",
+    "SequenceConfig",
+    "SequenceTracker",
+]
+
+DEFAULT_RESET_JUMP = 1_000
+DEFAULT_RESET_QUIET_US = 60_000_000
+MAX_REPLAY_ATTEMPTS = 4
+
+
+class SeqLabel(IntEnum):
+    IN_ORDER = 0
+    DUPLICATE = 1
+    GAP = 2
+    LATE_FILL = 3
+    OUT_OF_ORDER = 4
+    RESET = 5
+    REPLAYED = 6
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequenceConfig:
+    """When a backwards seq is a new session rather than a duplicate or a late record.
+
+    A record is a RESET when either rule holds:
+
+    - its seq is more than `reset_jump` below `last` AND its exch_ts is more than
+      `reset_quiet_us` after `last_ts` (a late or duplicated record carries its old timestamp,
+      so it never looks quiet);
+    - `session_length_us > 0`, its seq is at or below `last`, and its exch_ts falls in a later
+      session than `last_ts` (sessions start at `session_offset_us + k * session_length_us`).
+    """
+
+    reset_jump: int = DEFAULT_RESET_JUMP
+    reset_quiet_us: int = DEFAULT_RESET_QUIET_US
+    session_length_us: int = 0
+    session_offset_us: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reset_jump < 0 or self.reset_quiet_us < 0 or self.session_length_us < 0:
+            raise ConfigError("reset_jump, reset_quiet_us and session_length_us must be >= 0")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Gap:
+    """Missing seqs `first..last` (inclusive) of one key."""
+
+    exchange: str
+    symbol: str
+    first: int
+    last: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "first": self.first,
+            "last": self.last,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchClassification:
+    """One label per record (`SeqLabel` values, int8, in the batch's row order) and what changed.
+
+    `new_gaps` are the holes this batch found and did not fill itself; `abandoned_gap_messages`
+    counts open seqs dropped because their session reset.
+    """
+
+    labels: np.ndarray
+    new_gaps: list[Gap] = field(default_factory=list)
+    abandoned_gap_messages: int = 0
+
+    def count(self, label: SeqLabel) -> int:
+        return int(np.count_nonzero(self.labels == label))
+
+    @property
+    def duplicates(self) -> int:
+        return self.count(SeqLabel.DUPLICATE)
+
+    @property
+    def late_fills(self) -> int:
+        return self.count(SeqLabel.LATE_FILL)
+
+    @property
+    def out_of_order(self) -> int:
+        return self.count(SeqLabel.OUT_OF_ORDER)
+
+    @property
+    def resets(self) -> int:
+        return self.count(SeqLabel.RESET)
+
+    @property
+    def replayed(self) -> int:
+        return self.count(SeqLabel.REPLAYED)
+
+    @property
+    def gaps(self) -> int:
+        return len(self.new_gaps)
+
+    @property
+    def gap_messages(self) -> int:
+        return sum(g.size for g in self.new_gaps)
+
+    def summary(self) -> dict[str, int]:
+        counts = np.bincount(self.labels.astype(np.int64), minlength=len(SeqLabel))
+        out = {label.name.lower(): int(counts[label]) for label in SeqLabel}
+        out["gaps"] = self.gaps
+        out["gap_messages"] = self.gap_messages
+        out["abandoned_gap_messages"] = self.abandoned_gap_messages
+        return out
+
+
+class SequenceTracker(ABC):
+    """Classifies batches. Subclasses implement `_apply` (one atomic step over a RunPlan)."""
+
+    def __init__(
+        self, *, config: SequenceConfig | None = None, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.config = config or SequenceConfig()
+        self._metrics = SequenceMetrics(registry if registry is not None else CollectorRegistry())
+
+    def classify_batch(
+        self, batch: TradeBatch, *, key_codes: KeyCodes | None = None
+    ) -> BatchClassification:
+        """Label every record of `batch`. On a ServiceError no state has changed: retry it.
+
+        Pass `key_codes=batch.key_codes()` when the pipeline already computed it (the
+        deduplicator needs it too); it is the costliest step of planning.
+        """
+        n = len(batch)
+        labels = np.zeros(n, np.int8)
+        selected = np.ones(n, bool)
+        for _ in range(MAX_REPLAY_ATTEMPTS):
+            plan = plan_runs(batch, selected, key_codes)
+            outcome = self._apply(plan) if plan.n else RunOutcome.empty()
+            if isinstance(outcome, Replay):
+                again = selected & replayed_mask(batch, outcome.high_water)
+                labels[again] = SeqLabel.REPLAYED
+                selected &= ~again
+                continue
+            labels[plan.index] = outcome.labels_sorted(plan.n)
+            result = BatchClassification(
+                labels=labels,
+                new_gaps=[Gap(*plan.keys[k], first=lo, last=hi) for k, lo, hi in outcome.new_gaps],
+                abandoned_gap_messages=outcome.abandoned,
+            )
+            self._metrics.observe(result)
+            return result
+        raise ServiceError("sequence state kept moving under a replayed batch; retry it")
+
+    @abstractmethod
+    def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
+        """Apply a plan atomically, or report a replay without changing anything."""
+
+    @abstractmethod
+    def open_gaps(self) -> list[Gap]:
+        """Every open gap, sorted by exchange, symbol, first."""

@@ -1,0 +1,222 @@
+-- Classify one batch, atomically: the Lua twin of _reference.py (keep the two in step).
+--
+-- KEYS[1]   set of state keys that have open gaps (for `k2 gaps`)
+-- KEYS[2]   hash: packed Kafka partition -> packed high-water offset already classified
+-- ARGV[1]   runs, <i8 x4 each: first seq, last seq, first exch_ts, last exch_ts
+-- ARGV[2]   runs per key, <i4 each, in ARGV[6] order
+-- ARGV[3]   config, <i8 x4: reset_jump, reset_quiet_us, session_length_us, session_offset_us
+-- ARGV[4]   Kafka partitions in the batch, <i8 x3 each: partition, lowest offset, highest offset
+-- ARGV[5]   prefix of the state keys; ARGV[6] the batch's keys, "exchange:symbol\n" each. Their
+--           state strings, ARGV[5] .. name, hold <i8 first, last, last_ts, then gap pairs.
+--           (Names travel in one string: per-key arguments cost more to send than the work.)
+--
+-- Returns {1, <i8 partition + <i8 high water ...} when some records are replays (nothing is
+-- written), else {0, segments (<i4 length, i1 label ...), new gaps (<i4 key, <i8 first, last
+-- ...), abandoned seqs}. Numbers are Lua doubles: exact below 2^53, and never tostring()'d.
+-- All reads happen before the first write.
+
+local IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = 0, 1, 2, 3, 4, 5
+local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
+local jump, quiet, slen, soff = struct.unpack('<i8i8i8i8', ARGV[3])
+
+-- 1. Replays: a partition whose high-water mark reaches into this batch.
+local parts = ARGV[4]
+local np = #parts / 24
+local pfield, plo, phi = {}, {}, {}
+for i = 1, np do
+  local at = (i - 1) * 24 + 1
+  pfield[i] = string.sub(parts, at, at + 7)
+  local _, lo, hi = struct.unpack('<i8i8i8', parts, at)
+  plo[i], phi[i] = lo, hi
+end
+if np > 0 then
+  local hws = redis.call('HMGET', KEYS[2], unpack(pfield))
+  local replay = {}
+  for i = 1, np do
+    if hws[i] and struct.unpack('<i8', hws[i]) >= plo[i] then
+      replay[#replay + 1] = pfield[i] .. hws[i]
+    end
+  end
+  if #replay > 0 then return {1, table.concat(replay)} end
+end
+
+-- 2. Read every key's state.
+local names = {}
+for name in string.gmatch(ARGV[6], '[^\n]+') do names[#names + 1] = ARGV[5] .. name end
+local nkeys = #names
+local states = {}
+for c = 1, nkeys, CHUNK do
+  local got = redis.call('MGET', unpack(names, c, math.min(c + CHUNK - 1, nkeys)))
+  for i = 1, #got do states[#states + 1] = got[i] end
+end
+
+local function session(ts)
+  local x = ts - soff
+  local s = math.floor(x / slen)
+  if s * slen > x then s = s - 1 elseif (s + 1) * slen <= x then s = s + 1 end
+  return s
+end
+
+local seg_len, seg_lab = {}, {}
+local function segment(n, label)
+  local k = #seg_len + 1
+  seg_len[k], seg_lab[k] = n, label
+  return k
+end
+
+local new_gaps, abandoned = {}, 0
+local writes, opened, closed = {}, {}, {}
+local runs, rpk, rpos = ARGV[1], ARGV[2], 1
+
+-- 3. Classify, key by key, run by run.
+for ki = 1, nkeys do
+  local nr = struct.unpack('<i4', rpk, (ki - 1) * 4 + 1)
+  local st = states[ki]
+  local have, first, last, ts = false, 0, 0, 0
+  local glo, ghi, gorg = {}, {}, {}
+  if st then
+    have = true
+    first, last, ts = struct.unpack('<i8i8i8', st)
+    for g = 1, (#st - 24) / 16 do
+      glo[g], ghi[g] = struct.unpack('<i8i8', st, 25 + (g - 1) * 16)
+      gorg[g] = 0
+    end
+  end
+  local had_gaps = #glo > 0
+  local openers, alive = {}, {}
+
+  local function fill(lo, hi)
+    local i = 1
+    while i <= #glo and ghi[i] < lo do i = i + 1 end
+    local pos = lo
+    while pos <= hi do
+      if i <= #glo and glo[i] <= hi then
+        if glo[i] > pos then
+          segment(glo[i] - pos, DUPLICATE)
+          pos = glo[i]
+        end
+        local g_lo, g_hi, origin = glo[i], ghi[i], gorg[i]
+        local stop = math.min(hi, g_hi)
+        segment(stop - pos + 1, origin == 0 and LATE_FILL or OUT_OF_ORDER)
+        if pos == g_lo and stop == g_hi then
+          table.remove(glo, i); table.remove(ghi, i); table.remove(gorg, i)
+        elseif pos == g_lo then
+          glo[i] = stop + 1
+        elseif stop == g_hi then
+          ghi[i] = pos - 1
+          i = i + 1
+        else
+          ghi[i] = pos - 1
+          table.insert(glo, i + 1, stop + 1); table.insert(ghi, i + 1, g_hi)
+          table.insert(gorg, i + 1, origin)
+          i = i + 1
+        end
+        pos = stop + 1
+      else
+        segment(hi - pos + 1, DUPLICATE)
+        pos = hi + 1
+      end
+    end
+  end
+
+  for r = 1, nr do
+    local a, b, ta, tb = struct.unpack('<i8i8i8i8', runs, rpos)
+    rpos = rpos + 32
+    local reset = false
+    if have then
+      reset = (last - a > jump and ta - ts > quiet)
+        or (slen > 0 and a <= last and session(ta) > session(ts))
+    end
+    if not have then
+      have, first, last, ts = true, a, b, tb
+      segment(b - a + 1, IN_ORDER)
+    elseif reset then
+      for g = 1, #glo do
+        abandoned = abandoned + ghi[g] - glo[g] + 1
+        if gorg[g] ~= 0 then
+          new_gaps[#new_gaps + 1] = struct.pack('<i4i8i8', ki - 1, glo[g], ghi[g])
+          alive[gorg[g]] = true
+        end
+      end
+      glo, ghi, gorg = {}, {}, {}
+      first, last, ts = a, b, tb
+      segment(1, RESET)
+      if b > a then segment(b - a, IN_ORDER) end
+    else
+      local cur = a
+      if cur < first then
+        local hi = math.min(b, first - 1)
+        segment(hi - cur + 1, OUT_OF_ORDER)
+        if hi < first - 1 then
+          table.insert(glo, 1, hi + 1); table.insert(ghi, 1, first - 1); table.insert(gorg, 1, -r)
+        end
+        first = a
+        cur = hi + 1
+      end
+      if cur <= b and cur <= last then
+        local hi = math.min(b, last)
+        fill(cur, hi)
+        cur = hi + 1
+      end
+      if cur <= b then
+        if cur > last + 1 then
+          local g = #glo + 1
+          glo[g], ghi[g], gorg[g] = last + 1, cur - 1, r
+          openers[r] = segment(1, GAP)
+          if b > cur then segment(b - cur, IN_ORDER) end
+        else
+          segment(b - cur + 1, IN_ORDER)
+        end
+        last, ts = b, tb
+      end
+    end
+  end
+
+  local packed = {struct.pack('<i8i8i8', first, last, ts)}
+  for g = 1, #glo do
+    if gorg[g] ~= 0 then
+      new_gaps[#new_gaps + 1] = struct.pack('<i4i8i8', ki - 1, glo[g], ghi[g])
+      alive[gorg[g]] = true
+    end
+    packed[#packed + 1] = struct.pack('<i8i8', glo[g], ghi[g])
+  end
+  for r, index in pairs(openers) do
+    if not alive[r] then seg_lab[index] = IN_ORDER end
+  end
+  writes[#writes + 1] = names[ki]
+  writes[#writes + 1] = table.concat(packed)
+  if #glo > 0 and not had_gaps then opened[#opened + 1] = names[ki] end
+  if #glo == 0 and had_gaps then closed[#closed + 1] = names[ki] end
+end
+
+-- 4. Write: states, the open-gap index, the high-water marks.
+for c = 1, #writes, CHUNK do
+  redis.call('MSET', unpack(writes, c, math.min(c + CHUNK - 1, #writes)))
+end
+for c = 1, #opened, CHUNK do
+  redis.call('SADD', KEYS[1], unpack(opened, c, math.min(c + CHUNK - 1, #opened)))
+end
+for c = 1, #closed, CHUNK do
+  redis.call('SREM', KEYS[1], unpack(closed, c, math.min(c + CHUNK - 1, #closed)))
+end
+if np > 0 then
+  local hw = {}
+  for i = 1, np do
+    hw[#hw + 1] = pfield[i]
+    hw[#hw + 1] = struct.pack('<i8', phi[i])
+  end
+  redis.call('HSET', KEYS[2], unpack(hw))
+end
+
+-- 5. Segments, merged where neighbours share a label (an in-order batch is one segment).
+local out, run_len, run_lab = {}, 0, -1
+for k = 1, #seg_len do
+  if seg_lab[k] == run_lab then
+    run_len = run_len + seg_len[k]
+  else
+    if run_len > 0 then out[#out + 1] = struct.pack('<i4b', run_len, run_lab) end
+    run_len, run_lab = seg_len[k], seg_lab[k]
+  end
+end
+if run_len > 0 then out[#out + 1] = struct.pack('<i4b', run_len, run_lab) end
+return {0, table.concat(out), table.concat(new_gaps), abandoned}

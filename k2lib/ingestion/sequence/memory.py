@@ -1,0 +1,68 @@
+"""The in-process tracker: for unit tests and single processes. State dies with the process."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
+from k2lib.ingestion.sequence._reference import KeyState, classify_key
+from k2lib.ingestion.sequence._runs import Replay, RunOutcome, RunPlan
+
+__all__ = ["MemorySequenceTracker"]
+
+
+class MemorySequenceTracker(SequenceTracker):
+    """Same semantics as `RedisSequenceTracker`, record for record, without Redis."""
+
+    def __init__(
+        self, *, config: SequenceConfig | None = None, registry: CollectorRegistry | None = None
+    ) -> None:
+        super().__init__(config=config, registry=registry)
+        self._states: dict[tuple[str, str], KeyState] = {}
+        self._high_water: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
+        with self._lock:
+            replay = {
+                int(p): self._high_water[int(p)]
+                for p, lo, _ in plan.partitions.tolist()
+                if self._high_water.get(int(p), -1) >= lo
+            }
+            if replay:
+                return Replay(replay)
+            runs = plan.runs.tolist()
+            lengths: list[int] = []
+            labels: list[int] = []
+            new_gaps: list[tuple[int, int, int]] = []
+            abandoned = 0
+            pos = 0
+            for k, key in enumerate(plan.keys):
+                count = int(plan.runs_per_key[k])
+                out = classify_key(self._states.get(key), runs[pos : pos + count], self.config)
+                pos += count
+                self._states[key] = out.state
+                for length, label in out.segments:
+                    lengths.append(length)
+                    labels.append(label)
+                new_gaps.extend((k, lo, hi) for lo, hi in out.new_gaps)
+                abandoned += out.abandoned
+            for p, _, hi in plan.partitions.tolist():
+                self._high_water[int(p)] = int(hi)
+        return RunOutcome(
+            seg_len=np.asarray(lengths, np.int64),
+            seg_label=np.asarray(labels, np.int8),
+            new_gaps=new_gaps,
+            abandoned=abandoned,
+        )
+
+    def open_gaps(self) -> list[Gap]:
+        with self._lock:
+            return sorted(
+                Gap(exchange, symbol, lo, hi)
+                for (exchange, symbol), state in self._states.items()
+                for lo, hi, _ in state.gaps
+            )

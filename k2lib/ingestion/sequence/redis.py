@@ -1,0 +1,116 @@
+"""The Redis tracker: one EVALSHA of `classify.lua` per batch.
+
+The script reads every key's state, classifies the batch's runs and writes the new state in
+one atomic step, so consumers sharing a Redis never race (there is no read-then-write on the
+client). If Redis fails the call raises `ServiceError` and nothing local has changed: the
+caller (through the Redis circuit breaker) may retry the same batch.
+
+Keys, under `prefix` (default `k2:seq:`):
+
+- `{prefix}key:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts, gap pairs;
+- `{prefix}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`);
+- `{prefix}high-water`: Kafka partition -> highest offset classified (replay detection).
+
+One prefix per topic: the high-water marks are per partition number. The state keys are named
+inside the script rather than declared (sending hundreds of key arguments costs more than the
+classification), so the tracker needs one Redis, not a cluster.
+"""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+
+import numpy as np
+import redis as redis_py
+from prometheus_client import CollectorRegistry
+
+from k2lib.errors import ConfigError, ServiceError
+from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
+from k2lib.ingestion.sequence._runs import Replay, RunOutcome, RunPlan
+from k2lib.ingestion.sequence.gaps import DEFAULT_PREFIX, list_gaps
+
+__all__ = ["DEFAULT_PREFIX", "RedisSequenceTracker", "load_script"]
+
+MAX_CACHED_NAMES = 100_000
+_SEGMENT = np.dtype([("length", "<i4"), ("label", "i1")])
+_NEW_GAP = np.dtype([("key", "<i4"), ("first", "<i8"), ("last", "<i8")])
+
+
+def load_script(name: str) -> str:
+    return resources.files("k2lib.ingestion.sequence").joinpath(name).read_text()
+
+
+class RedisSequenceTracker(SequenceTracker):
+    """State per `(exchange, symbol)` in Redis; safe for several consumers and restarts."""
+
+    def __init__(
+        self,
+        client: redis_py.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        config: SequenceConfig | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigError("the tracker needs a Redis client with decode_responses=False")
+        super().__init__(config=config, registry=registry)
+        self._client = client
+        self.prefix = prefix
+        self._script = client.register_script(load_script("classify.lua"))
+        self._index_key = f"{prefix}open-gaps"
+        self._high_water_key = f"{prefix}high-water"
+        self._key_prefix = f"{prefix}key:"
+        self._key_names: dict[tuple[str, str], bytes] = {}
+        cfg = self.config
+        self._config_arg = struct.pack(
+            "<qqqq",
+            cfg.reset_jump,
+            cfg.reset_quiet_us,
+            cfg.session_length_us,
+            cfg.session_offset_us,
+        )
+
+    def _names(self, keys: list[tuple[str, str]]) -> bytes:
+        cache = self._key_names
+        out = []
+        for key in keys:
+            name = cache.get(key)
+            if name is None:
+                if len(cache) > MAX_CACHED_NAMES:
+                    cache.clear()
+                name = cache[key] = f"{key[0]}:{key[1]}\n".encode()
+            out.append(name)
+        return b"".join(out)
+
+    def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
+        args: list[bytes | str] = [
+            plan.runs.astype("<i8").tobytes(),
+            plan.runs_per_key.astype("<i4").tobytes(),
+            self._config_arg,
+            plan.partitions.astype("<i8").tobytes(),
+            self._key_prefix,
+            self._names(plan.keys),
+        ]
+        try:
+            reply = self._script(keys=[self._index_key, self._high_water_key], args=args)
+        except redis_py.RedisError as exc:
+            raise ServiceError(f"Redis sequence tracker: {exc}") from exc
+        if int(reply[0]) == 1:
+            pairs = np.frombuffer(reply[1], "<i8").reshape(-1, 2)
+            return Replay({int(p): int(hw) for p, hw in pairs.tolist()})
+        segments = np.frombuffer(reply[1], _SEGMENT)
+        gaps = np.frombuffer(reply[2], _NEW_GAP)
+        return RunOutcome(
+            seg_len=segments["length"].astype(np.int64),
+            seg_label=segments["label"].astype(np.int8),
+            new_gaps=[(int(k), int(lo), int(hi)) for k, lo, hi in gaps.tolist()],
+            abandoned=int(reply[3]),
+        )
+
+    def open_gaps(self) -> list[Gap]:
+        try:
+            rows = list_gaps(self._client, self.prefix)
+        except redis_py.RedisError as exc:
+            raise ServiceError(f"Redis sequence tracker: {exc}") from exc
+        return [Gap(r["exchange"], r["symbol"], r["first"], r["last"]) for r in rows]
