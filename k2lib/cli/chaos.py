@@ -14,7 +14,7 @@ __all__ = ["command"]
 @click.command("chaos")
 @click.option("--burst", "burst", type=click.IntRange(min=1000), default=250_000,
               show_default=True, help="Records in the full-rate burst.")
-@click.option("--outage", type=click.FloatRange(min=0), default=6.0, show_default=True,
+@click.option("--outage", type=click.FloatRange(min=0), default=8.0, show_default=True,
               help="Seconds Redis stays down.")
 @click.option("--only", "only", multiple=True,
               type=click.Choice(["burst", "slow_commit", "redis_outage"]),

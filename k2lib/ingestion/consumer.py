@@ -119,18 +119,20 @@ class TradeConsumer:
         return partition
 
     def lag(self) -> int:
-        """Messages behind, from fetch responses (EOF offsets, or librdkafka stats)."""
+        """Messages behind, from fetch responses only (Tansu's ListOffsets is wrong).
+
+        The high watermark is the newest of: the last EOF offset, librdkafka's stats
+        `hi_offset`, and the watermark cached from the last fetch response.
+        """
         total = 0
         for p in self.partitions:
-            hw = self.high_watermarks.get(p)
-            if hw is None:
-                lo, hi = self.consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), cached=True)
-                hw = hi if hi >= 0 else None
-            if hw is None:
-                total += self.lag_from_stats.get(p, 0)
-            else:
+            _, cached = self.consumer.get_watermark_offsets(
+                TopicPartition(self.topic, p), cached=True)
+            hw = max(self.high_watermarks.get(p, -1), cached)
+            if hw >= 0:
                 total += max(0, hw - self.positions.get(p, 0))
+            else:
+                total += self.lag_from_stats.get(p, 0)
         return total
 
     def _on_stats(self, raw: str) -> None:

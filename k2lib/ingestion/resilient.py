@@ -54,6 +54,7 @@ SPILL_TOKENS_PROPERTY = "k2.spill.tokens"
 BACKFILL_ROWS_PER_POLL = 100_000
 STATUS_KEY = "k2:degradation"
 STATUS_EVERY_S = 1.0
+PROBE_EVERY_S = 0.25
 
 
 class SequenceStage(Protocol):
@@ -100,6 +101,7 @@ class ResilientStages(Stages):
         self._latency: float | None = None
         self._in_commit: list[tuple[str, np.ndarray]] = []  # spill tokens + their tiers
         self._last_status = 0.0
+        self._last_probe = 0.0
         self.deferred_for_redis = 0
 
     @classmethod
@@ -140,8 +142,11 @@ class ResilientStages(Stages):
             breakers=breaker_states(self.breakers.values()),
         )
         self._latency = None
-        if self.redis_probe is not None and self.breakers["redis"].state != "closed":
-            # With nothing to consume, no real call would ever probe a half-open breaker.
+        now = self.clock()
+        if self.redis_probe is not None and now - self._last_probe >= PROBE_EVERY_S:
+            # Idle polls make no Redis calls: without a probe an outage (or a recovery)
+            # would go unseen by the breaker, and the level could never move.
+            self._last_probe = now
             self._redis(self.redis_probe)
         self.manager.update(signals)
         self._publish_status(signals)

@@ -38,7 +38,7 @@ __all__ = ["DEMO_DEGRADATION", "ChaosConfig", "ChaosRun", "exactly_once_check"]
 
 # Laptop-sized thresholds and a short dwell, so the whole cascade fits in a demo.
 DEMO_DEGRADATION = DegradationConfig(
-    lag=Thresholds(enter=(20_000, 60_000, 150_000, INF), exit=(5_000, 20_000, 60_000, INF)),
+    lag=Thresholds(enter=(10_000, 25_000, 80_000, INF), exit=(3_000, 10_000, 25_000, INF)),
     latency=Thresholds(enter=(1.0, 2.5, 8.0, INF), exit=(0.5, 1.0, 4.0, INF)),
     min_dwell_s=2.0,
 )
@@ -51,7 +51,7 @@ class ChaosConfig:
     trickle_records: int = 20_000
     slow_commit_s: float = 3.0
     slow_commits: int = 2
-    redis_outage_s: float = 6.0
+    redis_outage_s: float = 8.0
     settle_timeout_s: float = 60.0
     seed: int = 21
     scenarios: tuple[str, ...] = SCENARIOS
@@ -112,6 +112,8 @@ class ChaosRun:
                                   name="k2-chaos-ingest", daemon=True)
         worker.start()
         self._event("ingest started", topic=s.topic, table=s.table)
+        # Let NORMAL's minimum dwell pass, so the burst's lag can move the level at once.
+        time.sleep(cfg.degradation.min_dwell_s + 0.5)
         seed = cfg.seed
         if "burst" in cfg.scenarios:
             self._publish(cfg.burst_records, seed, "burst")

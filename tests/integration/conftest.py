@@ -51,3 +51,12 @@ def k2_env(k2_settings: K2Settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def redis_url(stack_settings: K2Settings) -> str:
     return stack_settings.redis_url
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
