@@ -93,6 +93,8 @@ def from_bench(
         data: Any = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CostModelError(f"cannot read bench results {path}: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        data = data["results"]  # the `k2 bench all --write` file
     entries = data if isinstance(data, list) else [data]
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("name") != "ingest":
