@@ -12,6 +12,7 @@ The tree::
     ├── CircuitOpenError       a call refused because its breaker is open
     ├── BackpressureError      the pipeline asks its caller to slow down
     ├── StorageError           an Iceberg commit or read failed
+    │   └── DiskFullError      the disk under the warehouse is full: stop, do not retry
     ├── QueryError             a query that cannot be answered as asked
     │   └── InconsistentSeamError  Kafka and Iceberg disagree about offsets
     └── CostModelError         a workload or price the cost model rejects
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "CostModelError",
     "DecodeError",
+    "DiskFullError",
     "InconsistentSeamError",
     "K2Error",
     "PortInUseError",
@@ -86,6 +88,10 @@ class BackpressureError(K2Error):
 
 class StorageError(K2Error):
     """An Iceberg commit or read failed."""
+
+
+class DiskFullError(StorageError):
+    """No space left for the warehouse: the run stops; no snapshot was written."""
 
 
 class QueryError(K2Error):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from pyiceberg.catalog import Catalog
 
 from k2lib.config import K2Settings
-from k2lib.errors import CircuitOpenError, StorageError
+from k2lib.errors import CircuitOpenError, DiskFullError, StorageError
 from k2lib.ingestion.consumer import TradeConsumer
 from k2lib.ingestion.dlq import DeadLetterQueue
 from k2lib.ingestion.metrics import IngestMetrics
@@ -205,6 +205,8 @@ class IngestPipeline:
         self._inflight = None
         try:
             result = job.future.result()
+        except DiskFullError:
+            raise  # retrying cannot help; the run ends with a clear error
         except (StorageError, CircuitOpenError) as exc:
             # Rows go back to the front of the buffer; their offsets were never recorded.
             log.warning("commit deferred: %s", exc)

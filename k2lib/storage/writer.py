@@ -7,6 +7,7 @@ record is either in the table and behind the resume point, or in neither.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from k2lib.errors import StorageError
+from k2lib.errors import DiskFullError, StorageError
 from k2lib.storage.table import offsets_properties
 
 __all__ = ["CommitResult", "IcebergWriter"]
@@ -62,6 +63,11 @@ class IcebergWriter:
                 log.warning("commit conflict (attempt %d): %s", attempt + 1, exc)
                 self.table.refresh()
             except OSError as exc:
+                if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+                    raise DiskFullError(
+                        f"no space left under the warehouse ({exc}); no snapshot was written "
+                        "and nothing is lost: free space and run again"
+                    ) from exc
                 raise StorageError(f"Iceberg commit failed: {exc}") from exc
         else:
             raise StorageError(f"Iceberg commit failed after {COMMIT_RETRIES} tries: {last_exc}")
