@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+
 def run_k2(*args: str, env: dict[str, str] | None = None, check: bool = True,
            timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real `k2` CLI in a subprocess, as a user would."""

@@ -14,7 +14,6 @@ import pytest
 from k2lib.errors import ConfigError, SourceError
 from k2lib.feeds import FaultInjector, FaultSpec, open_source
 from k2lib.feeds.binance import venue_of
-from k2lib.feeds.files import parse_ts
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
 from k2lib.wire.codec import decode_batch
 
