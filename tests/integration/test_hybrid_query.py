@@ -1,0 +1,316 @@
+"""The hybrid query against the live stack: exact seam under concurrent commits, a consumer
+far behind, a broker that lost data, and `k2 query` itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Producer as KafkaProducer
+
+from k2lib.config import K2Settings
+from k2lib.errors import InconsistentSeamError
+from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig
+from k2lib.query.merge import OFFSET_BEGINNING
+from k2lib.query.testing import append_with_offsets, ingest_prefix, produce, synthetic_trades
+from k2lib.stack import load_k2_catalog
+from k2lib.stack.services import create_topics
+from k2lib.storage.table import ensure_table, latest_offsets
+from k2lib.wire.codec import decode_batch
+from k2lib.wire.partitioner import partition_for
+from k2lib.wire.schema import TradeBatch
+
+pytestmark = [pytest.mark.integration, pytest.mark.hybrid, pytest.mark.phase2]
+
+MIN = 60_000_000
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def keyset(rows: pa.Table) -> set[tuple[str, str, int]]:
+    columns = [rows.column(c).to_pylist() for c in ("exchange", "symbol", "seq")]
+    return set(zip(*columns, strict=True))
+
+
+def expected_keys(batch: TradeBatch, symbols: tuple[str, ...], start: int, end: int) -> set:
+    keep = np.isin(batch.symbol, [s.encode() for s in symbols])
+    keep &= (batch.exch_ts >= start) & (batch.exch_ts < end)
+    rows = batch.take(keep)
+    return {
+        (e.decode(), s.decode(), int(q))
+        for e, s, q in zip(rows.exchange, rows.symbol, rows.seq, strict=True)
+    }
+
+
+@pytest.fixture
+def seeded(k2_settings: K2Settings) -> Iterator[tuple[K2Settings, TradeBatch]]:
+    """The test's topic holding 20k trades from the last 20 minutes, and an empty table."""
+    batch = synthetic_trades(
+        20_000, start_us=now_us() - 20 * MIN, span_us=20 * MIN, symbols=SYMBOLS, seed=7
+    )
+    produce(k2_settings, k2_settings.topic, batch)
+    ensure_table(load_k2_catalog(k2_settings), k2_settings.table)
+    yield k2_settings, batch
+
+
+class Writer(threading.Thread):
+    """A minimal ingest writer: consume, append with the next offsets recorded, repeat."""
+
+    def __init__(self, settings: K2Settings, total: int, rows_per_commit: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.total, self.rows_per_commit = settings, total, rows_per_commit
+        self.commits = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # surfaced by the test, not lost in the thread
+            self.error = exc
+
+    def _run(self) -> None:
+        s = self.settings
+        table = load_k2_catalog(s).load_table(s.table)
+        offsets = {p: latest_offsets(table).offsets.get(p, 0) for p in range(s.partitions)}
+        consumer = Consumer(
+            s.kafka_config(**{"group.id": f"w{uuid.uuid4().hex}", "enable.auto.commit": False})
+        )
+        consumer.assign([TopicPartition(s.topic, p, o) for p, o in offsets.items()])
+        done = 0
+        try:
+            while done < self.total:
+                msgs = [
+                    m
+                    for m in consumer.consume(self.rows_per_commit, timeout=0.5)
+                    if m.error() is None
+                ]
+                if not msgs:
+                    continue
+                decoded = decode_batch([m.value() for m in msgs])
+                parts = np.array([m.partition() for m in msgs], np.int32)
+                offs = np.array([m.offset() for m in msgs], np.int64)
+                batch = decoded.batch.with_kafka(parts[decoded.index], offs[decoded.index])
+                for p, o in zip(parts.tolist(), offs.tolist(), strict=True):
+                    offsets[p] = max(offsets[p], o + 1)
+                append_with_offsets(table, batch, s.topic, offsets)
+                self.commits += 1
+                done += len(msgs)
+        finally:
+            consumer.close()
+
+
+def test_seam_is_exact_while_ingest_commits(seeded: tuple[K2Settings, TradeBatch]) -> None:
+    settings, batch = seeded
+    start, end = int(batch.exch_ts.min()), int(batch.exch_ts.max()) + 1
+    want = expected_keys(batch, SYMBOLS, start, end)
+    writer = Writer(settings, len(batch), rows_per_commit=700)
+    writer.start()
+    seen_mixed = 0
+    answers = 0
+    with HybridQueryEngine(settings) as engine:
+        while writer.is_alive() or answers == 0:
+            result = engine.query(list(SYMBOLS), start, end)
+            got = keyset(result.rows)
+            assert len(got) == len(result), "a record came back twice"
+            assert got == want, f"missing {len(want - got)}, extra {len(got - want)}"
+            prov = result.provenance
+            assert not prov.partial and prov.mode == "offset"
+            seen_mixed += prov.rows_by_source["iceberg"] > 0 and prov.rows_by_source["kafka"] > 0
+            answers += 1
+        writer.join(60)
+        assert writer.error is None, writer.error
+        final = engine.query(list(SYMBOLS), start, end)
+    assert keyset(final.rows) == want and final.provenance.rows_by_source["kafka"] == 0
+    print("commits", writer.commits, "answers", answers, "mixed", seen_mixed)
+    assert writer.commits >= 10 and answers >= 5 and seen_mixed >= 3, (
+        writer.commits,
+        answers,
+        seen_mixed,
+    )
+
+
+def test_consumer_far_behind_still_answers_in_full(seeded: tuple[K2Settings, TradeBatch]) -> None:
+    settings, batch = seeded
+    window = ("now-15m", "now")
+    with HybridQueryEngine(settings) as engine:
+        # Nothing ingested at all: every row comes from Kafka, and none is lost.
+        before = engine.query("BTCUSDT", *window, exchange="binance")
+        table = load_k2_catalog(settings).load_table(settings.table)
+        ingest_prefix(settings, table, 0.3)  # the first 6 of 20 minutes
+        result = engine.query("BTCUSDT", *window, exchange="binance")
+    t = now_us()
+    want = expected_keys(batch, ("BTCUSDT",), t - 15 * MIN, t)
+    for answer in (before, result):
+        got = keyset(answer.rows)
+        assert len(got) == len(answer)
+        # `now` moved between the two clocks by at most a few records' worth.
+        assert len(got ^ want) <= 5, len(got ^ want)
+    assert before.provenance.rows_by_source["iceberg"] == 0
+    prov = result.provenance
+    assert prov.rows_by_source["kafka"] > 5 * prov.rows_by_source["iceberg"] > 0
+    assert prov.partitions == (partition_for(b"binance:BTCUSDT", settings.partitions),)
+    assert prov.freshness()["kafka_age_s"] < 60
+
+
+def test_poison_in_the_tail_is_skipped_and_counted(seeded: tuple[K2Settings, TradeBatch]) -> None:
+    settings, _ = seeded
+    producer = KafkaProducer(settings.kafka_config(partitioner="murmur2_random"))
+    producer.produce(settings.topic, key=b"binance:BTCUSDT", value=b"not a K2 record")
+    producer.flush(10)
+    with HybridQueryEngine(settings) as engine:
+        result = engine.query("BTCUSDT", "now-30m", "now", exchange="binance")
+    assert result.provenance.dlq_skipped == 1 and len(result) > 0
+
+
+def test_broker_behind_the_snapshot_is_reported(k2_settings: K2Settings) -> None:
+    # A restarted in-memory broker: the snapshot recorded offsets the topic never reached.
+    settings = k2_settings
+    batch = synthetic_trades(200, start_us=now_us() - 5 * MIN, span_us=5 * MIN, seed=3)
+    produce(settings, settings.topic, batch)
+    table = ensure_table(load_k2_catalog(settings), settings.table)
+    append_with_offsets(
+        table,
+        batch.with_kafka(np.zeros(200, np.int32), np.arange(200)),
+        settings.topic,
+        dict.fromkeys(range(settings.partitions), 1000),
+    )
+    with HybridQueryEngine(settings) as engine:
+        with pytest.raises(InconsistentSeamError, match="behind"):
+            engine.query(list(SYMBOLS), "now-10m", "now")
+        partial = engine.query(list(SYMBOLS), "now-10m", "now", allow_partial=True)
+    assert partial.provenance.partial
+    assert any("lost data" in w for w in partial.provenance.warnings)
+    env = {
+        **os.environ,
+        "K2_HOME": str(settings.home),
+        "K2_TOPIC": settings.topic,
+        "K2_TABLE": settings.table,
+    }
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "k2lib.cli.main",
+            "query",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            "now-10m",
+            "--end",
+            "now",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 3 and "inconsistent seam" in cli.stderr
+    assert "Traceback" not in cli.stderr
+
+
+def test_k2_query_prints_rows_and_provenance(seeded: tuple[K2Settings, TradeBatch]) -> None:
+    settings, _ = seeded
+    ingest_prefix(settings, load_k2_catalog(settings).load_table(settings.table), 0.5)
+    env = {
+        **os.environ,
+        "K2_HOME": str(settings.home),
+        "K2_TOPIC": settings.topic,
+        "K2_TABLE": settings.table,
+    }
+    base = [
+        sys.executable,
+        "-m",
+        "k2lib.cli.main",
+        "query",
+        "--symbol",
+        "ETHUSDT",
+        "--exchange",
+        "binance",
+        "--start",
+        "now-30m",
+        "--end",
+        "now",
+    ]
+    out = subprocess.run(base, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert set(body) == {"rows", "provenance"} and body["rows"]
+    assert {r["source"] for r in body["rows"]} == {"iceberg", "kafka"}
+    assert body["provenance"]["mode"] == "offset"
+    csv_out = subprocess.run(
+        [*base, "--format", "csv", "--source", "historical"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = csv_out.stdout.splitlines()
+    assert lines[0].startswith("exchange,symbol,seq,exch_ts") and len(lines) > 1
+    bad = subprocess.run(
+        [*base[:-4], "--start", "soon", "--end", "now"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "cannot read time 'soon'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_topics_of_other_tests_do_not_leak(k2_settings: K2Settings) -> None:
+    other = k2_settings.with_(topic=f"test.trades.{uuid.uuid4().hex[:10]}")
+    create_topics(other, {other.topic: other.partitions})
+    ensure_table(load_k2_catalog(k2_settings), k2_settings.table)
+    with HybridQueryEngine(k2_settings) as engine:
+        assert len(engine.query(list(SYMBOLS), "now-1h", "now")) == 0
+
+
+@pytest.mark.parametrize("cache", [0, 1_000_000])
+def test_tail_reads_exactly_start_to_watermark_or_reports_behind(
+    k2_settings: K2Settings, cache: int
+) -> None:
+    # Random starts, reused consumers, cache on and off: a read returns exactly
+    # [start, hw) of each partition, or names the partition behind when start > hw.
+    settings = k2_settings
+    produce(
+        settings,
+        settings.topic,
+        synthetic_trades(4_000, start_us=now_us(), span_us=MIN, symbols=SYMBOLS, seed=5),
+    )
+    exact = KafkaTail(settings, config=TailConfig(cache_records=0, pool_size=0))
+    hw = exact.read(settings.topic, dict.fromkeys(range(settings.partitions), 0)).end_offsets
+    tail = KafkaTail(settings, config=TailConfig(cache_records=cache, pool_size=2, timeout_s=5))
+    rng = random.Random(cache)
+    try:
+        for _ in range(60):
+            parts = rng.sample(range(settings.partitions), rng.randint(1, settings.partitions))
+            start = {
+                p: rng.choice([OFFSET_BEGINNING, rng.randint(0, hw[p]), hw[p] + rng.randint(1, 9)])
+                for p in parts
+            }
+            got = tail.read(settings.topic, start)
+            assert not got.incomplete
+            for p, off in start.items():
+                if off > hw[p]:
+                    assert got.behind[p] == (off, hw[p])
+                    continue
+                offsets = got.batch.offset[got.batch.partition == p]
+                assert got.end_offsets[p] == hw[p]
+                assert offsets.tolist() == list(range(max(off, 0), hw[p]))
+            assert got.rows.num_rows == len(got.batch)
+    finally:
+        tail.close()
