@@ -1,111 +1,195 @@
 -- One deduplication batch, atomically (the steps are described in store.py).
 --
--- KEYS[1]  hash: packed Kafka partition -> packed highest offset deduplicated
--- ARGV[1]  key prefix               ARGV[2] live windows, "w\n" each, newest first
--- ARGV[3]  TTL seconds              ARGV[4] bitmap suffixes, "namehex:bucket\n" each
--- ARGV[5]  spans, <i4 suffix index, <i4 first byte, <i4 byte count> each
--- ARGV[6]  the spans' mask bytes, concatenated
--- ARGV[7]  probes, <i4 suffix index, <i4 bit offset, <i8 partition, <i8 offset> each
--- ARGV[8]  duplicates decided by the client, <i8 partition, <i8 offset> each
--- ARGV[9]  the batch's partitions, <i8 partition, lowest offset, highest offset> each
+-- Each window is one hash, `{prefix}g{window}`: field <u8 name hash, <u8 bucket; value the
+-- bitmap (one bit per seq, MSB first, 512 bytes at most). A batch reads the fields it touches
+-- with one HMGET and writes them back with one HSET, whatever the number of symbols.
 --
--- Replies {0, found (one byte per probe)}, {1, <i8 partition + high water ...>, <i8 partition
--- + offset of past duplicates ...>} or {2, <i4 span index ...>, the spans' stored bytes}.
+-- KEYS[1]  hash: packed Kafka partition -> the offsets already deduplicated, as ranges
+-- ARGV[1]  key prefix               ARGV[2] live windows, "w\n" each, newest first
+-- ARGV[3]  TTL seconds              ARGV[4] bitmap fields, 16 bytes each
+-- ARGV[5]  spans, <i4 field index, <i4 first byte, <i4 byte count> each, sorted by field
+-- ARGV[6]  the spans' mask bytes, concatenated
+-- ARGV[7]  probes, <i4 field index, <i4 bit offset, <i8 partition, <i8 offset> each
+-- ARGV[8]  duplicates decided by the client, <i8 partition, <i8 offset> each
+-- ARGV[9]  runs of consecutive Kafka offsets, <i8 partition, first, last offset> each
+-- ARGV[10] mode: 'filter' (all steps), 'probe' (step 3 only, no write) or 'record' (spans
+--          only, written even where bits are set already: the reply counts those keys)
+--
+-- Replies {0, found (one byte per probe), keys already set (record)}, {1, <i8 partition, first, last offset seen before
+-- ...>, <i8 partition, offset of the past duplicates among them ...>} or {2, <i4 span index
+-- ...>, the spans' stored bytes}.
 -- Only {0, ...} writes; every read happens before the first write.
 
-local CHUNK = 4000
+local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
+local FIELD = 16 -- <u8 name hash, <u8 bucket
 local prefix = ARGV[1]
 local windows = {}
-for w in string.gmatch(ARGV[2], '[^\n]+') do windows[#windows + 1] = prefix .. 'g' .. w .. ':' end
+for w in string.gmatch(ARGV[2], '[^\n]+') do windows[#windows + 1] = prefix .. 'g' .. w end
 local current = windows[1]
 local ttl = tonumber(ARGV[3])
-local suffixes = {}
-for s in string.gmatch(ARGV[4], '[^\n]+') do suffixes[#suffixes + 1] = s end
+local fields, packed = {}, ARGV[4]
+for i = 0, #packed / FIELD - 1 do
+  fields[i + 1] = string.sub(packed, i * FIELD + 1, i * FIELD + FIELD)
+end
 local spans, masks, probes, decided, parts = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local mode = ARGV[10]
 
 local function dropped_key(partition)
   return prefix .. 'dropped:' .. string.format('%d', partition)
 end
 
--- 1. Replays.
-local np = #parts / 24
-local pfield, plo, phi = {}, {}, {}
-for i = 1, np do
-  local at = (i - 1) * 24 + 1
-  pfield[i] = string.sub(parts, at, at + 7)
-  local _, lo, hi = struct.unpack('<i8i8i8', parts, at)
-  plo[i], phi[i] = lo, hi
+local function has_bit(bitmap, offset)
+  local byte = string.byte(bitmap, math.floor(offset / 8) + 1)
+  return byte ~= nil and bit.band(byte, bit.rshift(0x80, offset % 8)) ~= 0
 end
-if np > 0 then
-  local hws = redis.call('HMGET', KEYS[1], unpack(pfield))
-  local marks, past = {}, {}
-  for i = 1, np do
-    if hws[i] then
-      local hw = struct.unpack('<i8', hws[i])
-      if hw >= plo[i] then
-        marks[#marks + 1] = pfield[i] .. hws[i]
-        local p = struct.unpack('<i8', pfield[i])
-        for _, off in ipairs(redis.call('ZRANGEBYSCORE', dropped_key(p), plo[i], hw)) do
-          past[#past + 1] = pfield[i] .. off
+
+-- Kafka offsets already processed: per partition (a hash field, <i8), sorted disjoint ranges
+-- packed as <i8 pairs. Exact, so records deferred and backfilled later are not replays.
+local function ledger_read(key, runs)
+  local fields, index, ranges, batch = {}, {}, {}, {}
+  for i = 1, #runs / 24 do
+    local at = (i - 1) * 24 + 1
+    local field = string.sub(runs, at, at + 7)
+    local _, lo, hi = struct.unpack('<i8i8i8', runs, at)
+    local j = index[field]
+    if not j then
+      j = #fields + 1
+      fields[j], index[field], batch[j] = field, j, {}
+    end
+    batch[j][#batch[j] + 1] = {lo, hi}
+  end
+  if #fields > 0 then
+    local got = redis.call('HMGET', key, unpack(fields))
+    for j = 1, #fields do
+      local list, packed = {}, got[j] or ''
+      for k = 1, #packed / 16 do list[k] = {struct.unpack('<i8i8', packed, (k - 1) * 16 + 1)} end
+      ranges[j] = list
+    end
+  end
+  return fields, ranges, batch
+end
+
+local function ledger_overlaps(fields, ranges, batch)
+  local out = {}
+  for j = 1, #fields do
+    for _, run in ipairs(batch[j]) do
+      for _, r in ipairs(ranges[j]) do
+        if r[1] <= run[2] and r[2] >= run[1] then
+          local lo, hi = math.max(run[1], r[1]), math.min(run[2], r[2])
+          out[#out + 1] = fields[j] .. struct.pack('<i8i8', lo, hi)
         end
       end
     end
   end
-  if #marks > 0 then return {1, table.concat(marks), table.concat(past)} end
+  return out
 end
 
--- 2. Read the spans; a bit already set means another consumer recorded that key.
-local nspans = #spans / 12
-local span_key, span_first, span_len, span_at, olds = {}, {}, {}, {}, {}
-local over_idx, over_old = {}, {}
-local at = 1
-for i = 1, nspans do
-  local sidx, first, len = struct.unpack('<i4i4i4', spans, (i - 1) * 12 + 1)
-  local key = current .. suffixes[sidx + 1]
-  local old = redis.call('GETRANGE', key, first, first + len - 1)
-  span_key[i], span_first[i], span_len[i], span_at[i], olds[i] = key, first, len, at, old
-  for j = 1, #old do
-    if bit.band(string.byte(old, j), string.byte(masks, at + j - 1)) ~= 0 then
-      over_idx[#over_idx + 1] = struct.pack('<i4', i - 1)
-      over_old[#over_old + 1] = old .. string.rep('\0', len - #old)
-      break
+local function ledger_write(key, fields, ranges, batch)
+  local args = {}
+  for j = 1, #fields do
+    local all = {}
+    for _, r in ipairs(ranges[j]) do all[#all + 1] = r end
+    for _, r in ipairs(batch[j]) do all[#all + 1] = r end
+    table.sort(all, function(x, y) return x[1] < y[1] end)
+    local merged, packed = {}, {}
+    for _, r in ipairs(all) do
+      local last = merged[#merged]
+      if last and r[1] <= last[2] + 1 then
+        if r[2] > last[2] then last[2] = r[2] end
+      else
+        merged[#merged + 1] = {r[1], r[2]}
+      end
+    end
+    for k, r in ipairs(merged) do packed[k] = struct.pack('<i8i8', r[1], r[2]) end
+    args[#args + 1] = fields[j]
+    args[#args + 1] = table.concat(packed)
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+
+-- 1. Replays: offsets deduplicated before are decided as they were then.
+local ofields, oranges, obatch = ledger_read(KEYS[1], parts)
+local replayed = ledger_overlaps(ofields, oranges, obatch)
+if #replayed > 0 then
+  local past = {}
+  for _, range in ipairs(replayed) do
+    local p, lo, hi = struct.unpack('<i8i8i8', range)
+    for _, off in ipairs(redis.call('ZRANGEBYSCORE', dropped_key(p), lo, hi)) do
+      past[#past + 1] = string.sub(range, 1, 8) .. off
     end
   end
+  return {1, table.concat(replayed), table.concat(past)}
+end
+
+-- 2. Read the bitmaps; a span bit already set means another consumer recorded that key.
+local stored = {}
+for c = 1, #fields, CHUNK do
+  local got = redis.call('HMGET', current, unpack(fields, c, math.min(c + CHUNK - 1, #fields)))
+  for i = 1, #got do stored[#stored + 1] = got[i] or '' end
+end
+-- Each span's bytes are ORed into its bitmap now; they are written only if no bit overlaps.
+local value, dirty = {}, {}
+local function pad(v, size)
+  if #v < size then return v .. string.rep('\0', size - #v) end
+  return v
+end
+local function popcount(x)
+  local count = 0
+  while x > 0 do
+    count, x = count + x % 2, math.floor(x / 2)
+  end
+  return count
+end
+local nspans = #spans / 12
+local over_idx, over_old, already = {}, {}, 0
+local at = 1
+for i = 1, nspans do
+  local field, first, len = struct.unpack('<i4i4i4', spans, (i - 1) * 12 + 1)
+  local v = value[field + 1] or stored[field + 1]
+  local size = #v
+  if first >= size then -- appending: the usual case for a symbol trading in order
+    value[field + 1] = pad(v, first) .. string.sub(masks, at, at + len - 1)
+  else
+    local shared = math.min(size - first, len)
+    local merged, overlap = {}, false
+    for j = 1, shared do
+      local old, new = string.byte(v, first + j), string.byte(masks, at + j - 1)
+      local both = bit.band(old, new)
+      if both ~= 0 then
+        overlap, already = true, already + popcount(both)
+      end
+      merged[j] = string.char(bit.bor(old, new))
+    end
+    if overlap then -- spans never share bytes, so v still holds the stored bytes here
+      over_idx[#over_idx + 1] = struct.pack('<i4', i - 1)
+      over_old[#over_old + 1] = pad(string.sub(v, first + 1, first + len), len)
+    end
+    value[field + 1] = string.sub(v, 1, first) .. table.concat(merged)
+      .. string.sub(masks, at + shared, at + len - 1) .. string.sub(v, first + len + 1)
+  end
+  dirty[field + 1] = true
   at = at + len
 end
-if #over_idx > 0 then return {2, table.concat(over_idx), table.concat(over_old)} end
+if #over_idx > 0 and mode == 'filter' then
+  return {2, table.concat(over_idx), table.concat(over_old)}
+end
 
 -- 3. Probes: a Bloom "maybe" is a duplicate only if some live window holds the key.
 local nprobes = #probes / 24
 local found, found_bytes = {}, {}
 for i = 1, nprobes do
-  local sidx, offset = struct.unpack('<i4i4', probes, (i - 1) * 24 + 1)
-  local hit = false
-  for w = 1, #windows do
-    if redis.call('GETBIT', windows[w] .. suffixes[sidx + 1], offset) == 1 then
-      hit = true
-      break
-    end
+  local field, offset = struct.unpack('<i4i4', probes, (i - 1) * 24 + 1)
+  local hit = has_bit(stored[field + 1], offset)
+  for w = 2, #windows do
+    if hit then break end
+    hit = has_bit(redis.call('HGET', windows[w], fields[field + 1]) or '', offset)
   end
   found[i] = hit
   found_bytes[i] = hit and '\1' or '\0'
 end
+if mode == 'probe' then return {0, table.concat(found_bytes)} end
 
--- 4. Write.
-local touched = {}
-for i = 1, nspans do
-  local old, len, start = olds[i], span_len[i], span_at[i]
-  local new = string.sub(masks, start, start + len - 1)
-  if #old > 0 then
-    local merged = {}
-    for j = 1, #old do
-      merged[j] = string.char(bit.bor(string.byte(old, j), string.byte(masks, start + j - 1)))
-    end
-    new = table.concat(merged) .. string.sub(new, #old + 1)
-  end
-  redis.call('SETRANGE', span_key[i], span_first[i], new)
-  touched[span_key[i]] = true
-end
+-- 4. Write: the rebuilt bitmaps (and the probes that were not found) in one HSET.
 local dup_by_partition = {}
 local function remember(partition, offset)
   if partition < 0 or offset < 0 then return end
@@ -118,16 +202,27 @@ local function remember(partition, offset)
   list[#list + 1] = struct.pack('<i8', offset)
 end
 for i = 1, nprobes do
-  local sidx, offset, partition, kafka_offset = struct.unpack('<i4i4i8i8', probes, (i - 1) * 24 + 1)
+  local field, offset, partition, kafka_offset =
+    struct.unpack('<i4i4i8i8', probes, (i - 1) * 24 + 1)
   if found[i] then
     remember(partition, kafka_offset)
   else
-    local key = current .. suffixes[sidx + 1]
-    redis.call('SETBIT', key, offset, 1)
-    touched[key] = true
+    local byte_at = math.floor(offset / 8)
+    local v = pad(value[field + 1] or stored[field + 1], byte_at + 1)
+    local byte = bit.bor(string.byte(v, byte_at + 1), bit.rshift(0x80, offset % 8))
+    value[field + 1] = string.sub(v, 1, byte_at) .. string.char(byte) .. string.sub(v, byte_at + 2)
+    dirty[field + 1] = true
   end
 end
-for key in pairs(touched) do redis.call('EXPIRE', key, ttl) end
+local writes = {}
+for f in pairs(dirty) do
+  writes[#writes + 1] = fields[f]
+  writes[#writes + 1] = value[f]
+end
+for c = 1, #writes, CHUNK do
+  redis.call('HSET', current, unpack(writes, c, math.min(c + CHUNK - 1, #writes)))
+end
+if #writes > 0 then redis.call('EXPIRE', current, ttl) end
 for i = 1, #decided / 16 do
   remember(struct.unpack('<i8i8', decided, (i - 1) * 16 + 1))
 end
@@ -138,12 +233,5 @@ for partition, list in pairs(dup_by_partition) do
   end
   redis.call('EXPIRE', key, ttl)
 end
-if np > 0 then
-  local hw = {}
-  for i = 1, np do
-    hw[#hw + 1] = pfield[i]
-    hw[#hw + 1] = struct.pack('<i8', phi[i])
-  end
-  redis.call('HSET', KEYS[1], unpack(hw))
-end
-return {0, table.concat(found_bytes)}
+ledger_write(KEYS[1], ofields, oranges, obatch)
+return {0, table.concat(found_bytes), already}

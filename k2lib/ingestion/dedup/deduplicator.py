@@ -9,8 +9,11 @@ Every passing key is recorded, so the first duplicate of a key is caught too.
 Across consumers, a key that another consumer recorded in the current window is caught even
 when this process's Bloom filter never saw it (the store reports the overlap). Across
 restarts, Redis is the truth: `warm()` loads the live windows into a fresh Bloom filter, and
-Kafka redeliveries are recognised by offset and decided as they were the first time. Call
-`warm()` at start and after every partition assignment.
+(with `replay_detection`) Kafka redeliveries are recognised by offset and decided as they
+were the first time. Call `warm()` at start and after every partition assignment. For a
+pipeline that records keys only after its commit, see `two_phase.py`.
+
+Not thread-safe for concurrent `filter` calls (one process, one batch at a time).
 
 If the store fails, `filter` raises ServiceError and nothing local has changed.
 """
@@ -18,6 +21,7 @@ If the store fails, `filter` raises ServiceError and nothing local has changed.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -27,8 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from k2lib.clock import Clock
 from k2lib.errors import ConfigError, ServiceError, ValidationError
 from k2lib.ingestion.dedup.bloom import RotatingBloom
-from k2lib.ingestion.dedup.keys import NameTable, key_hash, seqs_from_bitmap
-from k2lib.ingestion.dedup.planner import DedupPlanner, KeyCodes
+from k2lib.ingestion.dedup.keys import key_hash, name_hashes, seqs_from_bitmap
+from k2lib.ingestion.dedup.planner import DedupPlanner
 from k2lib.ingestion.dedup.store import DedupStore, Verdict
 from k2lib.ingestion.sequence._runs import MAX_ABS_VALUE, replayed_mask
 from k2lib.wire.schema import TradeBatch
@@ -54,6 +58,11 @@ class DedupConfig:
     generations: int = DEFAULT_GENERATIONS
     capacity: int = DEFAULT_CAPACITY
     error_rate: float = DEFAULT_ERROR_RATE
+    replay_detection: bool = True
+    """`filter` records keys before the rows are stored, so a crash replays records whose keys
+    Redis already holds; recognising them by Kafka offset keeps them. Offsets must then be
+    stable: call `forget_offsets()` after a broker lost its log. (Unused by the two-phase
+    `CommitAlignedDeduplicator`, which records keys only after the commit.)"""
 
     def __post_init__(self) -> None:
         if self.window_s <= 0 or self.generations < 2 or self.capacity < 1:
@@ -82,6 +91,13 @@ class DedupResult:
     @property
     def kept(self) -> int:
         return int(np.count_nonzero(self.keep))
+
+    @classmethod
+    def empty(cls) -> DedupResult:
+        zero = dict.fromkeys(
+            ("duplicates", "within_batch", "confirmed", "false_positives", "replayed"), 0
+        )
+        return cls(keep=np.ones(0, bool), bloom_maybe=0, **zero)
 
 
 class _Metrics:
@@ -128,10 +144,11 @@ class Deduplicator:
             generations=cfg.generations,
             clock=wall_clock,
         )
-        self._names = NameTable()
         self._planner = DedupPlanner()
         self._metrics = _Metrics(registry if registry is not None else CollectorRegistry())
         self._metrics.memory.set(self.bloom.memory_bytes)
+        self._totals: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     @property
     def memory_bytes(self) -> int:
@@ -142,59 +159,49 @@ class Deduplicator:
         loaded = 0
         for window in self.bloom.live_windows():
             parts = []
-            for suffix, bitmap in self._store.scan(window):
-                name, _, bucket = suffix.partition(":")
-                seqs = seqs_from_bitmap(int(bucket), bitmap)
-                parts.append(key_hash(np.full(seqs.size, int(name, 16), np.uint64), seqs))
+            for field, bitmap in self._store.scan(window):
+                name, bucket = np.frombuffer(field, "<u8").tolist()
+                seqs = seqs_from_bitmap(bucket, bitmap)
+                parts.append(key_hash(np.full(seqs.size, name, np.uint64), seqs))
             if parts:
                 hashes = np.concatenate(parts)
                 self.bloom.add_batch(hashes, window=window)
                 loaded += hashes.size
         return loaded
 
-    def filter(self, batch: TradeBatch, *, key_codes: KeyCodes | None = None) -> DedupResult:
-        """Decide every record of `batch`. Pass `key_codes=batch.key_codes()` if you have it."""
+    def filter(self, batch: TradeBatch) -> DedupResult:
+        """Decide every record of `batch`: `keep` is False for the duplicates."""
         n = len(batch)
         if n == 0:
-            return DedupResult(
-                keep=np.ones(0, bool),
-                duplicates=0,
-                within_batch=0,
-                confirmed=0,
-                false_positives=0,
-                replayed=0,
-                bloom_maybe=0,
-            )
-        seq = batch.seq.astype(np.int64)
-        if np.any((seq < 0) | (seq >= MAX_ABS_VALUE)):
-            raise ValidationError("dedup needs seqs in [0, 2**53)")
-        codes, keys = key_codes if key_codes is not None else batch.key_codes()
-        names = self._names.hashes(keys)
-        hashes = key_hash(names[codes], seq)
+            return DedupResult.empty()
+        names, seq, hashes = self._keys(batch)
         windows = self.bloom.live_windows()
-        within, order = self._planner.within_batch(codes, seq)
-        maybe = np.zeros(n, bool)
-        maybe[~within] = self.bloom.contains_batch(hashes[~within])
+        within, order = self._planner.within_batch(names, seq)
+        if within.any():
+            maybe = np.zeros(n, bool)
+            maybe[~within] = self.bloom.contains_batch(hashes[~within])
+        else:
+            maybe = self.bloom.contains_batch(hashes)
         replayed = np.zeros(n, bool)
         replay_dup = np.zeros(n, bool)
         store_dup = np.zeros(n, bool)  # found by the store: another consumer's key, or a probe
         for _ in range(MAX_ATTEMPTS):
             planned = self._planner.plan(
-                batch,
-                codes,
-                seq,
+                batch.partition,
+                batch.offset,
                 names,
+                seq,
                 order=order,
                 live=~within & ~replayed & ~store_dup,
                 maybe=maybe,
                 decided=(within & ~replayed) | store_dup,
-                fresh=~replayed,
+                fresh=~replayed if self.config.replay_detection else np.zeros(n, bool),
                 windows=windows,
                 ttl_s=self.config.ttl_s,
             )
             verdict = self._store.apply(planned.plan)
             if verdict.verdict is Verdict.REPLAY:
-                again = replayed_mask(batch, verdict.high_water) & ~replayed
+                again = replayed_mask(batch, verdict.replayed) & ~replayed
                 replayed |= again
                 replay_dup |= again & self._planner.was_dropped(batch, verdict.replay_dropped)
                 continue
@@ -221,7 +228,38 @@ class Deduplicator:
         self._observe(n, result)
         return result
 
+    def forget_offsets(self) -> None:
+        """Drop the record of Kafka offsets deduplicated (after the broker lost its log)."""
+        self._store.forget_offsets()
+
+    def summary(self) -> dict[str, int]:
+        """Totals since start (for `k2 ingest`'s summary)."""
+        with self._lock:
+            return dict(self._totals)
+
+    @staticmethod
+    def _keys(batch: TradeBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (name hash, seq, key hash) per row."""
+        seq = batch.seq.astype(np.int64)
+        if np.any((seq < 0) | (seq >= MAX_ABS_VALUE)):
+            raise ValidationError("dedup needs seqs in [0, 2**53)")
+        names = name_hashes(batch.exchange, batch.symbol)
+        return names, seq, key_hash(names, seq)
+
+    def _count(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self._totals[name] = self._totals.get(name, 0) + amount
+
     def _observe(self, n: int, result: DedupResult) -> None:
+        self._count(
+            records=n,
+            duplicates=result.duplicates,
+            within_batch=result.within_batch,
+            confirmed=result.confirmed,
+            false_positives=result.false_positives,
+            replayed=result.replayed,
+        )
         m = self._metrics
         m.records.inc(n)
         m.duplicates.inc(result.duplicates)

@@ -11,21 +11,22 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from k2lib.ingestion.dedup.store import DedupStore, StorePlan, StoreVerdict, Verdict
+from k2lib.ingestion.dedup.store import DedupStore, Mode, StorePlan, StoreVerdict, Verdict
+from k2lib.ingestion.sequence._runs import OffsetLedger
 
 __all__ = ["MemoryDedupStore"]
 
 
 class MemoryDedupStore(DedupStore):
     def __init__(self) -> None:
-        self.bitmaps: dict[tuple[int, str], bytearray] = {}
-        self.high_water: dict[int, int] = {}
+        self.bitmaps: dict[tuple[int, bytes], bytearray] = {}
+        self.offsets = OffsetLedger()
         self.dropped: dict[int, set[int]] = {}
         self.calls = 0
         self._lock = threading.Lock()
 
-    def _bitmap(self, window: int, suffix: str) -> bytearray:
-        return self.bitmaps.setdefault((window, suffix), bytearray())
+    def _bitmap(self, window: int, field: bytes) -> bytearray:
+        return self.bitmaps.setdefault((window, field), bytearray())
 
     def apply(self, plan: StorePlan) -> StoreVerdict:
         with self._lock:
@@ -33,44 +34,45 @@ class MemoryDedupStore(DedupStore):
             return self._apply(plan)
 
     def _apply(self, plan: StorePlan) -> StoreVerdict:
-        marks = {
-            p: self.high_water[p]
-            for p, lo, _ in plan.partitions.tolist()
-            if self.high_water.get(p, -1) >= lo
-        }
-        if marks:
+        names = [row.tobytes() for row in plan.fields.astype("<u8")]
+        replayed = self.offsets.overlaps(plan.offsets)
+        if replayed.size:
             past = {
                 (p, o)
-                for p, lo, _ in plan.partitions.tolist()
-                if p in marks
+                for p, lo, hi in replayed.tolist()
                 for o in self.dropped.get(p, set())
-                if lo <= o <= marks[p]
+                if lo <= o <= hi
             }
-            return StoreVerdict(verdict=Verdict.REPLAY, high_water=marks, replay_dropped=past)
+            return StoreVerdict(verdict=Verdict.REPLAY, replayed=replayed, replay_dropped=past)
         current = plan.windows[0]
         olds: list[bytes] = []
         overlaps: list[tuple[int, bytes]] = []
+        already = 0
         at = 0
         for i, (sidx, first, length) in enumerate(plan.spans.tolist()):
-            bitmap = self._bitmap(current, plan.suffixes[sidx])
+            bitmap = self._bitmap(current, names[sidx])
             old = bytes(bitmap[first : first + length])
             mask = plan.masks[at : at + length]
             olds.append(old)
-            if any(a & b for a, b in zip(old, mask, strict=False)):
+            both = sum(bin(a & b).count("1") for a, b in zip(old, mask, strict=False))
+            if both:
                 overlaps.append((i, old.ljust(length, b"\0")))
+                already += both
             at += length
-        if overlaps:
+        if overlaps and plan.mode is Mode.FILTER:
             return StoreVerdict(verdict=Verdict.OVERLAP, overlaps=overlaps)
         found = np.array(
             [
-                any(_get_bit(self._bitmap(w, plan.suffixes[s]), bit) for w in plan.windows)
+                any(_get_bit(self._bitmap(w, names[s]), bit) for w in plan.windows)
                 for s, bit, _, _ in plan.probes.tolist()
             ],
             dtype=bool,
         )
+        if plan.mode is Mode.PROBE:
+            return StoreVerdict(verdict=Verdict.OK, found=found)
         at = 0
         for (sidx, first, length), old in zip(plan.spans.tolist(), olds, strict=True):
-            bitmap = self._bitmap(current, plan.suffixes[sidx])
+            bitmap = self._bitmap(current, names[sidx])
             if len(bitmap) < first + length:
                 bitmap.extend(bytes(first + length - len(bitmap)))
             mask = plan.masks[at : at + length]
@@ -81,18 +83,21 @@ class MemoryDedupStore(DedupStore):
             if hit:
                 self._remember(partition, offset)
             else:
-                _set_bit(self._bitmap(current, plan.suffixes[sidx]), bit)
+                _set_bit(self._bitmap(current, names[sidx]), bit)
         for partition, offset in plan.dropped.tolist():
             self._remember(partition, offset)
-        for p, _, hi in plan.partitions.tolist():
-            self.high_water[p] = hi
-        return StoreVerdict(verdict=Verdict.OK, found=found)
+        self.offsets.add(plan.offsets)
+        return StoreVerdict(verdict=Verdict.OK, found=found, already_set=already)
 
     def _remember(self, partition: int, offset: int) -> None:
         if partition >= 0 and offset >= 0:
             self.dropped.setdefault(partition, set()).add(offset)
 
-    def scan(self, window: int) -> Iterator[tuple[str, bytes]]:
+    def forget_offsets(self) -> None:
+        with self._lock:
+            self.offsets, self.dropped = OffsetLedger(), {}
+
+    def scan(self, window: int) -> Iterator[tuple[bytes, bytes]]:
         with self._lock:
             items = [(s, bytes(b)) for (w, s), b in self.bitmaps.items() if w == window and b]
         yield from items

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from k2lib.ingestion.dedup.keys import BUCKET_BITS
-from k2lib.ingestion.dedup.store import StorePlan
-from k2lib.ingestion.sequence._runs import KeyCodes, partition_ranges
+from k2lib.ingestion.dedup.store import Mode, StorePlan
+from k2lib.ingestion.sequence._runs import grouped, offset_runs
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["DedupPlanner", "KeyCodes", "Planned"]
+__all__ = ["DedupPlanner", "Planned"]
 
 MAX_SPAN_GAP = 16  # zero bytes worth sending inside a span rather than starting a new one
-SPAN_BLOCK_SHIFT = 12  # spans never cross a 4 KiB boundary, far from Lua's unpack limits
 _BIT_IN_BUCKET = (1 << BUCKET_BITS) - 1
 
 
@@ -34,22 +33,36 @@ class Planned:
 
 class DedupPlanner:
     @staticmethod
-    def within_batch(codes: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> (True for a record repeating an earlier one of this batch, rows by key then seq)."""
-        order = np.lexsort((seq, codes))  # stable: equal keys keep their arrival order
-        c, s = codes[order], seq[order]
+    def within_batch(names: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """-> (True for a record repeating an earlier one of this batch, rows by key then seq).
+
+        A feed is mostly in order per symbol, so grouping by name (arrival order kept) leaves
+        seqs ascending except in the few symbols with a late or re-sent record: only those are
+        re-sorted.
+        """
+        order = grouped(names)
+        n, s = names[order], seq[order]
+        same = n[1:] == n[:-1]
+        descent = same & (s[1:] < s[:-1])
+        if descent.any():
+            group = np.concatenate([[0], np.cumsum(~same)])
+            at = np.flatnonzero(np.isin(group, group[1:][descent]))
+            rows = order[at]
+            # Sort within each group only (ties keep arrival order): groups stay where they are.
+            order[at] = rows[np.lexsort((seq[rows], group[at]))]
+            s = seq[order]
         repeat = np.zeros(order.size, bool)
-        repeat[1:] = (c[1:] == c[:-1]) & (s[1:] == s[:-1])
+        repeat[1:] = same & (s[1:] == s[:-1])
         within = np.zeros(order.size, bool)
         within[order[repeat]] = True
         return within, order
 
     @staticmethod
     def plan(
-        batch: TradeBatch,
-        codes: np.ndarray,
-        seq: np.ndarray,
+        partition: np.ndarray,
+        offset: np.ndarray,
         names: np.ndarray,
+        seq: np.ndarray,
         *,
         order: np.ndarray,
         live: np.ndarray,
@@ -58,28 +71,21 @@ class DedupPlanner:
         fresh: np.ndarray,
         windows: list[int],
         ttl_s: int,
+        mode: Mode = Mode.FILTER,
     ) -> Planned:
         rows = order[live[order]]
         probe = maybe[rows]
-        c, s = codes[rows].astype(np.int64), seq[rows]
+        c, s = names[rows], seq[rows]
         bucket, bit = s >> BUCKET_BITS, s & _BIT_IN_BUCKET
         # Rows are sorted by (key, seq), so each (key, bucket) bitmap is one contiguous stretch.
         new = np.ones(rows.size, bool)
         new[1:] = (c[1:] != c[:-1]) | (bucket[1:] != bucket[:-1])
-        suffix_id = np.cumsum(new) - 1
-        hexes = names.tolist()
-        suffixes = [
-            f"{hexes[k]:016x}:{b}"
-            for k, b in zip(c[new].tolist(), bucket[new].tolist(), strict=True)
-        ]
-        span_sid, span_bit = suffix_id[~probe], bit[~probe]
+        field_id = np.cumsum(new) - 1
+        fields = np.stack([c[new], bucket[new].astype(np.uint64)], axis=1)
+        span_field, span_bit = field_id[~probe], bit[~probe]
         byte = span_bit >> 3
         cut = np.ones(byte.size, bool)
-        cut[1:] = (
-            (span_sid[1:] != span_sid[:-1])
-            | ((byte[1:] >> SPAN_BLOCK_SHIFT) != (byte[:-1] >> SPAN_BLOCK_SHIFT))
-            | (byte[1:] - byte[:-1] > MAX_SPAN_GAP)
-        )
+        cut[1:] = (span_field[1:] != span_field[:-1]) | (byte[1:] - byte[:-1] > MAX_SPAN_GAP)
         starts = np.flatnonzero(cut)
         ends = np.append(starts[1:], byte.size)
         first = byte[starts]
@@ -90,26 +96,25 @@ class DedupPlanner:
         weights = (0x80 >> (span_bit & 7)).astype(np.float64)
         masks = np.bincount(pos, weights=weights, minlength=int(length.sum())).astype(np.uint8)
         probe_rows = rows[probe]
-        dropped = np.flatnonzero(decided & (batch.partition >= 0) & (batch.offset >= 0))
+        dropped = np.flatnonzero(decided & (partition >= 0) & (offset >= 0))
         plan = StorePlan(
             windows=windows,
             ttl_s=ttl_s,
-            suffixes=suffixes,
-            spans=np.stack([span_sid[starts], first, length], axis=1).astype(np.int64),
+            fields=fields,
+            spans=np.stack([span_field[starts], first, length], axis=1).astype(np.int64),
             masks=masks.tobytes(),
             probes=np.stack(
                 [
-                    suffix_id[probe],
+                    field_id[probe],
                     bit[probe],
-                    batch.partition[probe_rows].astype(np.int64),
-                    batch.offset[probe_rows].astype(np.int64),
+                    partition[probe_rows].astype(np.int64),
+                    offset[probe_rows].astype(np.int64),
                 ],
                 axis=1,
             ),
-            dropped=np.stack([batch.partition[dropped], batch.offset[dropped]], axis=1).astype(
-                np.int64
-            ),
-            partitions=partition_ranges(batch.partition[fresh], batch.offset[fresh]),
+            dropped=np.stack([partition[dropped], offset[dropped]], axis=1).astype(np.int64),
+            offsets=offset_runs(partition[fresh], offset[fresh]),
+            mode=mode,
         )
         return Planned(
             plan=plan,

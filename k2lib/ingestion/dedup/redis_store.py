@@ -1,15 +1,15 @@
 """The Redis dedup tier: one EVALSHA of `dedup.lua` per batch.
 
-Keys under `prefix` (default `k2:dedup:`; one prefix per topic, since the high-water marks
-are per partition number):
+Keys under `prefix` (default `k2:dedup:`; one prefix per topic, since offsets are kept
+per partition number):
 
-- `{prefix}g{window}:{name hash hex}:{bucket}`: the window's keys, one bit per seq, with a
-  TTL of the dedup horizon (refreshed on write);
-- `{prefix}high-water`: Kafka partition -> highest offset deduplicated (replay detection);
+- `{prefix}g{window}`: the window's keys, a hash of bitmaps (field: name hash and bucket as
+  16 little-endian bytes; one bit per seq), with a TTL of `generations * window_s` refreshed
+  on write: it outlives the window's place in the horizon;
+- `{prefix}offsets`: Kafka partition -> the offsets deduplicated, as ranges (replays);
 - `{prefix}dropped:{partition}`: offsets judged duplicates, so a replay decides the same way.
 
-Bitmap keys are named inside the script (hundreds of key arguments cost more to send than the
-work), so this needs one Redis, not a cluster.
+The window keys are named inside the script, so this needs one Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class RedisDedupStore(DedupStore):
         self.prefix = prefix
         source = resources.files("k2lib.ingestion.dedup").joinpath("dedup.lua").read_text()
         self._script = client.register_script(source)
-        self._high_water_key = f"{prefix}high-water"
+        self._offsets_key = f"{prefix}offsets"
 
     def apply(self, plan: StorePlan) -> StoreVerdict:
         spans = plan.spans.astype("<i4").tobytes()
@@ -48,26 +48,30 @@ class RedisDedupStore(DedupStore):
             self.prefix,
             "".join(f"{w}\n" for w in plan.windows),
             plan.ttl_s,
-            "".join(f"{s}\n" for s in plan.suffixes),
+            plan.fields.astype("<u8").tobytes(),
             spans,
             plan.masks,
             probes.tobytes(),
             plan.dropped.astype("<i8").tobytes(),
-            plan.partitions.astype("<i8").tobytes(),
+            plan.offsets.astype("<i8").tobytes(),
+            plan.mode.value,
         ]
         try:
-            reply = self._script(keys=[self._high_water_key], args=args)
+            reply = self._script(keys=[self._offsets_key], args=args)
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis dedup tier: {exc}") from exc
         kind = Verdict(int(reply[0]))
         if kind is Verdict.OK:
-            return StoreVerdict(verdict=kind, found=np.frombuffer(reply[1], np.uint8) == 1)
+            return StoreVerdict(
+                verdict=kind,
+                found=np.frombuffer(reply[1], np.uint8) == 1,
+                already_set=int(reply[2]) if len(reply) > 2 else 0,
+            )
         if kind is Verdict.REPLAY:
-            marks = np.frombuffer(reply[1], "<i8").reshape(-1, 2).tolist()
             past = np.frombuffer(reply[2], "<i8").reshape(-1, 2).tolist()
             return StoreVerdict(
                 verdict=kind,
-                high_water={int(p): int(hw) for p, hw in marks},
+                replayed=np.frombuffer(reply[1], "<i8").reshape(-1, 3),
                 replay_dropped={(int(p), int(o)) for p, o in past},
             )
         index = np.frombuffer(reply[1], "<i4").tolist()
@@ -79,14 +83,15 @@ class RedisDedupStore(DedupStore):
             overlaps=[(i, stored[bounds[k] : bounds[k + 1]]) for k, i in enumerate(index)],
         )
 
-    def scan(self, window: int) -> Iterator[tuple[str, bytes]]:
-        head = f"{self.prefix}g{window}:"
+    def forget_offsets(self) -> None:
         try:
-            names = list(self._client.scan_iter(match=f"{head}*", count=SCAN_COUNT))
-            for start in range(0, len(names), SCAN_COUNT):
-                chunk = names[start : start + SCAN_COUNT]
-                for name, bitmap in zip(chunk, self._client.mget(chunk), strict=True):
-                    if isinstance(bitmap, bytes) and bitmap:
-                        yield name.decode()[len(head) :], bitmap
+            stale = list(self._client.scan_iter(match=f"{self.prefix}dropped:*", count=SCAN_COUNT))
+            self._client.delete(self._offsets_key, *stale)
+        except redis_py.RedisError as exc:
+            raise ServiceError(f"Redis dedup tier: {exc}") from exc
+
+    def scan(self, window: int) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            yield from self._client.hscan_iter(f"{self.prefix}g{window}", count=SCAN_COUNT)
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis dedup tier: {exc}") from exc

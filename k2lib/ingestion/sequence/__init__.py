@@ -23,10 +23,11 @@ Labels, in arrival order (records of one key see the earlier records of the same
 - RESET: a new session. The key's state restarts at this record and the old session's open
   gaps are abandoned: counted in `abandoned_gap_messages`, no longer listed (their seqs are
   reused by the new session, so they can never be filled). See `SequenceConfig` for the rule;
-- REPLAYED: Kafka delivered a record again (offset at or below the partition's high-water mark
-  of classified offsets, as after a crash before the Iceberg commit). Counted nowhere and
-  changes no state, so a restart never invents duplicates. Records without Kafka provenance
-  (partition or offset < 0) are never REPLAYED.
+- REPLAYED (with `SequenceConfig.replay_detection`): Kafka delivered a record again (its
+  partition and offset were classified before, as after a crash before the Iceberg commit).
+  Counted nowhere and changes no state, so a restart never invents duplicates. Processed
+  offsets are kept exactly, as ranges, so records deferred and backfilled later are new, not
+  replays. Records without Kafka provenance (partition or offset < 0) are never REPLAYED.
 
 At the end of any stream, however it was cut into batches: the open gaps are exactly the
 missing seqs of each key's current session; the abandoned count is exactly the missing seqs of
@@ -91,12 +92,19 @@ class SequenceConfig:
       so it never looks quiet);
     - `session_length_us > 0`, its seq is at or below `last`, and its exch_ts falls in a later
       session than `last_ts` (sessions start at `session_offset_us + k * session_length_us`).
+
+    `replay_detection` labels Kafka redeliveries REPLAYED (see the module doc). It is off by
+    default because it trusts offsets: a broker that loses its log (K2's memory broker after
+    `k2 down`) hands out the same offsets again, and new records would be skipped as replays.
+    Turn it on where offsets are stable, and call `forget_offsets()` after a broker reset.
+    Off, a redelivered record is labelled DUPLICATE (gaps are unaffected).
     """
 
     reset_jump: int = DEFAULT_RESET_JUMP
     reset_quiet_us: int = DEFAULT_RESET_QUIET_US
     session_length_us: int = 0
     session_offset_us: int = 0
+    replay_detection: bool = False
 
     def __post_init__(self) -> None:
         if self.reset_jump < 0 or self.reset_quiet_us < 0 or self.session_length_us < 0:
@@ -185,6 +193,7 @@ class SequenceTracker(ABC):
     ) -> None:
         self.config = config or SequenceConfig()
         self._metrics = SequenceMetrics(registry if registry is not None else CollectorRegistry())
+        self._totals: dict[str, int] = {}
 
     def classify_batch(
         self, batch: TradeBatch, *, key_codes: KeyCodes | None = None
@@ -198,10 +207,10 @@ class SequenceTracker(ABC):
         labels = np.zeros(n, np.int8)
         selected = np.ones(n, bool)
         for _ in range(MAX_REPLAY_ATTEMPTS):
-            plan = plan_runs(batch, selected, key_codes)
+            plan = plan_runs(batch, selected, key_codes, offsets=self.config.replay_detection)
             outcome = self._apply(plan) if plan.n else RunOutcome.empty()
             if isinstance(outcome, Replay):
-                again = selected & replayed_mask(batch, outcome.high_water)
+                again = selected & replayed_mask(batch, outcome.ranges)
                 labels[again] = SeqLabel.REPLAYED
                 selected &= ~again
                 continue
@@ -212,6 +221,8 @@ class SequenceTracker(ABC):
                 abandoned_gap_messages=outcome.abandoned,
             )
             self._metrics.observe(result)
+            for name, count in result.summary().items():
+                self._totals[name] = self._totals.get(name, 0) + count
             return result
         raise ServiceError("sequence state kept moving under a replayed batch; retry it")
 
@@ -222,3 +233,11 @@ class SequenceTracker(ABC):
     @abstractmethod
     def open_gaps(self) -> list[Gap]:
         """Every open gap, sorted by exchange, symbol, first."""
+
+    @abstractmethod
+    def forget_offsets(self) -> None:
+        """Drop the record of Kafka offsets classified (after the broker lost its log)."""
+
+    def summary(self) -> dict[str, int]:
+        """Totals since this tracker started (for `k2 ingest`'s summary)."""
+        return dict(self._totals)

@@ -10,22 +10,57 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from k2lib.errors import ServiceError, ValidationError
+from k2lib.wire.factorize import mix64
 from k2lib.wire.schema import TradeBatch
 
 __all__ = [
     "MAX_ABS_VALUE",
     "KeyCodes",
+    "OffsetLedger",
     "Replay",
     "RunOutcome",
     "RunPlan",
-    "partition_ranges",
+    "grouped",
+    "name_hashes",
+    "offset_runs",
     "plan_runs",
     "replayed_mask",
 ]
 
 MAX_ABS_VALUE = 2**53  # Lua numbers are doubles: integers are exact below this
+NAME_WIDTH = 16
+
+
+def _words(names: np.ndarray) -> np.ndarray:
+    fixed = np.ascontiguousarray(np.asarray(names).astype(f"S{NAME_WIDTH}"))
+    return fixed.view(np.uint64).reshape(fixed.shape[0], NAME_WIDTH // 8)
+
+
+def grouped(names: np.ndarray) -> np.ndarray:
+    """Row order that groups equal `names` (uint64), arrival order kept within a group.
+
+    Arrow's hash kernel gives dense codes in one pass and a stable sort of small codes is a
+    radix sort: together under half the cost of a stable sort of the 64-bit hashes.
+    """
+    codes = pa.array(names).dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    narrow = codes.astype(np.int16) if codes.size and codes.max() < 2**15 else codes
+    return np.argsort(narrow, kind="stable")
+
+
+def name_hashes(exchange: np.ndarray, symbol: np.ndarray) -> np.ndarray:
+    """uint64 hash of each row's `(exchange, symbol)` wire bytes, the same in every process.
+
+    Both stages group and name keys with it: splitmix64 rounds over the four words of the two
+    S16 columns, row by row in NumPy (no factorisation, no Python string per row).
+    """
+    h = np.zeros(len(exchange), np.uint64)
+    for column in (_words(exchange), _words(symbol)):
+        for j in range(column.shape[1]):
+            h = mix64(h ^ column[:, j])
+    return h
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,8 +74,8 @@ class RunPlan:
     """(R, 4) int64: first seq, last seq, exch_ts of the first record, exch_ts of the last."""
     runs_per_key: np.ndarray
     """(K,) int32, in `keys` order; the runs of key k follow those of key k - 1."""
-    partitions: np.ndarray
-    """(P, 3) int64: Kafka partition, lowest offset, highest offset (Kafka provenance only)."""
+    offsets: np.ndarray
+    """(O, 3) int64: Kafka partition, first, last offset of each run of consecutive offsets."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,18 +101,23 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class Replay:
-    """Some records are at or below their partition's high-water mark; nothing was applied."""
+    """Some Kafka offsets were processed before; nothing was applied."""
 
-    high_water: dict[int, int]
+    ranges: np.ndarray
+    """(K, 3) int64: partition, first, last offset already processed."""
 
 
 KeyCodes = tuple[np.ndarray, list[tuple[str, str]]]
 
 
 def plan_runs(
-    batch: TradeBatch, selected: np.ndarray, key_codes: KeyCodes | None = None
+    batch: TradeBatch,
+    selected: np.ndarray,
+    key_codes: KeyCodes | None = None,
+    *,
+    offsets: bool = True,
 ) -> RunPlan:
-    """`key_codes` is `batch.key_codes()` if the caller already has it (it is the costly part)."""
+    """Group by key and cut into runs. `key_codes`, if the caller has `batch.key_codes()`."""
     index = np.flatnonzero(selected)
     n = int(index.size)
     if n == 0:
@@ -87,18 +127,23 @@ def plan_runs(
             keys=[],
             runs=np.zeros((0, 4), np.int64),
             runs_per_key=np.zeros(0, np.int32),
-            partitions=np.zeros((0, 3), np.int64),
+            offsets=np.zeros((0, 3), np.int64),
         )
     sub = batch if n == len(batch) else batch.take(index)
     seq, ts = sub.seq.astype(np.int64), sub.exch_ts.astype(np.int64)
     for name, col in (("seq", seq), ("exch_ts", ts)):
         if np.any(np.abs(col) >= MAX_ABS_VALUE):
             raise ValidationError(f"{name} outside ±2**53 cannot be tracked exactly")
-    codes, keys = _codes_of(sub, index, key_codes, whole=n == len(batch))
-    # Small codes sort by radix: several times faster than a stable int32 merge sort.
-    narrow = codes.astype(np.int16) if len(keys) <= np.iinfo(np.int16).max else codes
-    order = np.argsort(narrow, kind="stable")
-    c, s, t = codes[order], seq[order], ts[order]
+    grouped = _group_by_name(sub) if key_codes is None else None
+    if grouped is None:
+        codes, keys = _codes_of(sub, index, key_codes, whole=n == len(batch))
+        # Small codes sort by radix: several times faster than a stable int32 merge sort.
+        narrow = codes.astype(np.int16) if len(keys) <= np.iinfo(np.int16).max else codes
+        order = np.argsort(narrow, kind="stable")
+        c = codes[order]
+    else:
+        order, c, keys = grouped
+    s, t = seq[order], ts[order]
     cut = np.ones(n, bool)
     cut[1:] = (c[1:] != c[:-1]) | (s[1:] != s[:-1] + 1)
     starts = np.flatnonzero(cut)
@@ -111,8 +156,31 @@ def plan_runs(
         keys=keys,
         runs=np.ascontiguousarray(runs, dtype=np.int64),
         runs_per_key=runs_per_key,
-        partitions=partition_ranges(sub.partition, sub.offset),
+        offsets=offset_runs(sub.partition, sub.offset) if offsets else np.zeros((0, 3), np.int64),
     )
+
+
+def _group_by_name(sub: TradeBatch) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None:
+    """-> (rows grouped by key in arrival order, key index per grouped row, keys), or None.
+
+    Hashing the fixed-width names row by row and sorting the hashes costs about half of a
+    full factorisation. Every row is then checked against its group's first row, so a hash
+    collision (None: the caller factorises) can never merge two keys.
+    """
+    names = name_hashes(sub.exchange, sub.symbol)
+    order = grouped(names)
+    ordered = names[order]
+    new = np.ones(order.size, bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    c = np.cumsum(new) - 1
+    firsts = order[new]
+    representative = firsts[c]
+    for column in (sub.exchange, sub.symbol):
+        if not np.array_equal(column[order], column[representative]):
+            return None
+    exchanges, symbols = sub.exchange[firsts].tolist(), sub.symbol[firsts].tolist()
+    keys = [(e.decode(), s.decode()) for e, s in zip(exchanges, symbols, strict=True)]
+    return order, c, keys
 
 
 def _codes_of(
@@ -132,23 +200,55 @@ def _codes_of(
     return renumber[codes].astype(np.int32), [keys[i] for i in np.flatnonzero(present).tolist()]
 
 
-def partition_ranges(partition: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """(P, 3) int64 rows of partition, lowest and highest offset; rows without provenance skip."""
+def offset_runs(partition: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """(O, 3) int64 runs of consecutive Kafka offsets: partition, first, last.
+
+    Rows without provenance (partition or offset < 0) are left out: they are never replays.
+    """
     ok = (partition >= 0) & (offset >= 0)
     if not ok.any():
         return np.zeros((0, 3), np.int64)
     p, o = partition[ok].astype(np.int64), offset[ok].astype(np.int64)
-    parts, inverse = np.unique(p, return_inverse=True)
-    lo = np.full(parts.size, np.iinfo(np.int64).max, np.int64)
-    hi = np.full(parts.size, -1, np.int64)
-    np.minimum.at(lo, inverse, o)
-    np.maximum.at(hi, inverse, o)
-    return np.stack([parts, lo, hi], axis=1)
+    order = np.lexsort((o, p))
+    p, o = p[order], o[order]
+    cut = np.ones(p.size, bool)
+    cut[1:] = (p[1:] != p[:-1]) | (o[1:] > o[:-1] + 1)
+    starts = np.flatnonzero(cut)
+    ends = np.append(starts[1:], p.size) - 1
+    return np.stack([p[starts], o[starts], o[ends]], axis=1)
 
 
-def replayed_mask(batch: TradeBatch, high_water: dict[int, int]) -> np.ndarray:
-    """Rows whose Kafka offset is at or below their partition's high-water mark."""
+def replayed_mask(batch: TradeBatch, ranges: np.ndarray) -> np.ndarray:
+    """Rows whose (partition, offset) falls in one of the (partition, first, last) ranges."""
     mask = np.zeros(len(batch), bool)
-    for partition, hw in high_water.items():
-        mask |= (batch.partition == partition) & (batch.offset >= 0) & (batch.offset <= hw)
+    for p, lo, hi in np.asarray(ranges).reshape(-1, 3).tolist():
+        mask |= (batch.partition == p) & (batch.offset >= lo) & (batch.offset <= hi)
     return mask
+
+
+class OffsetLedger:
+    """Processed Kafka offsets per partition as sorted disjoint ranges (memory twins' copy of
+    what the Lua scripts keep in Redis). Exact, so records deferred and backfilled later,
+    below offsets already processed, are still new."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[int, list[list[int]]] = {}
+
+    def overlaps(self, runs: np.ndarray) -> np.ndarray:
+        out = [
+            [p, max(lo, a), min(hi, b)]
+            for p, lo, hi in runs.tolist()
+            for a, b in self.ranges.get(p, [])
+            if a <= hi and b >= lo
+        ]
+        return np.asarray(out, np.int64).reshape(-1, 3)
+
+    def add(self, runs: np.ndarray) -> None:
+        for p, lo, hi in runs.tolist():
+            merged: list[list[int]] = []
+            for a, b in sorted([*self.ranges.get(p, []), [lo, hi]]):
+                if merged and a <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            self.ranges[p] = merged

@@ -1,44 +1,93 @@
 -- Classify one batch, atomically: the Lua twin of _reference.py (keep the two in step).
 --
 -- KEYS[1]   set of state keys that have open gaps (for `k2 gaps`)
--- KEYS[2]   hash: packed Kafka partition -> packed high-water offset already classified
+-- KEYS[2]   hash: packed Kafka partition -> the offsets already classified, as ranges
 -- ARGV[1]   runs, <i8 x4 each: first seq, last seq, first exch_ts, last exch_ts
 -- ARGV[2]   runs per key, <i4 each, in ARGV[6] order
 -- ARGV[3]   config, <i8 x4: reset_jump, reset_quiet_us, session_length_us, session_offset_us
--- ARGV[4]   Kafka partitions in the batch, <i8 x3 each: partition, lowest offset, highest offset
+-- ARGV[4]   runs of consecutive Kafka offsets, <i8 x3 each: partition, first, last offset
 -- ARGV[5]   prefix of the state keys; ARGV[6] the batch's keys, "exchange:symbol\n" each. Their
 --           state strings, ARGV[5] .. name, hold <i8 first, last, last_ts, then gap pairs.
 --           (Names travel in one string: per-key arguments cost more to send than the work.)
 --
--- Returns {1, <i8 partition + <i8 high water ...} when some records are replays (nothing is
--- written), else {0, segments (<i4 length, i1 label ...), new gaps (<i4 key, <i8 first, last
--- ...), abandoned seqs}. Numbers are Lua doubles: exact below 2^53, and never tostring()'d.
+-- Returns {1, <i8 partition, first, last offset ...} when some offsets were classified before
+-- (replays: nothing is written), else {0, segments (<i4 length, i1 label ...), new gaps
+-- (<i4 key, <i8 first, last ...), abandoned seqs}. Numbers are Lua doubles: exact below 2^53,
+-- and never tostring()'d.
 -- All reads happen before the first write.
 
 local IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = 0, 1, 2, 3, 4, 5
 local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
 local jump, quiet, slen, soff = struct.unpack('<i8i8i8i8', ARGV[3])
 
--- 1. Replays: a partition whose high-water mark reaches into this batch.
-local parts = ARGV[4]
-local np = #parts / 24
-local pfield, plo, phi = {}, {}, {}
-for i = 1, np do
-  local at = (i - 1) * 24 + 1
-  pfield[i] = string.sub(parts, at, at + 7)
-  local _, lo, hi = struct.unpack('<i8i8i8', parts, at)
-  plo[i], phi[i] = lo, hi
-end
-if np > 0 then
-  local hws = redis.call('HMGET', KEYS[2], unpack(pfield))
-  local replay = {}
-  for i = 1, np do
-    if hws[i] and struct.unpack('<i8', hws[i]) >= plo[i] then
-      replay[#replay + 1] = pfield[i] .. hws[i]
+-- Kafka offsets already processed: per partition (a hash field, <i8), sorted disjoint ranges
+-- packed as <i8 pairs. Exact, so records deferred and backfilled later are not replays.
+local function ledger_read(key, runs)
+  local fields, index, ranges, batch = {}, {}, {}, {}
+  for i = 1, #runs / 24 do
+    local at = (i - 1) * 24 + 1
+    local field = string.sub(runs, at, at + 7)
+    local _, lo, hi = struct.unpack('<i8i8i8', runs, at)
+    local j = index[field]
+    if not j then
+      j = #fields + 1
+      fields[j], index[field], batch[j] = field, j, {}
+    end
+    batch[j][#batch[j] + 1] = {lo, hi}
+  end
+  if #fields > 0 then
+    local got = redis.call('HMGET', key, unpack(fields))
+    for j = 1, #fields do
+      local list, packed = {}, got[j] or ''
+      for k = 1, #packed / 16 do list[k] = {struct.unpack('<i8i8', packed, (k - 1) * 16 + 1)} end
+      ranges[j] = list
     end
   end
-  if #replay > 0 then return {1, table.concat(replay)} end
+  return fields, ranges, batch
 end
+
+local function ledger_overlaps(fields, ranges, batch)
+  local out = {}
+  for j = 1, #fields do
+    for _, run in ipairs(batch[j]) do
+      for _, r in ipairs(ranges[j]) do
+        if r[1] <= run[2] and r[2] >= run[1] then
+          local lo, hi = math.max(run[1], r[1]), math.min(run[2], r[2])
+          out[#out + 1] = fields[j] .. struct.pack('<i8i8', lo, hi)
+        end
+      end
+    end
+  end
+  return out
+end
+
+local function ledger_write(key, fields, ranges, batch)
+  local args = {}
+  for j = 1, #fields do
+    local all = {}
+    for _, r in ipairs(ranges[j]) do all[#all + 1] = r end
+    for _, r in ipairs(batch[j]) do all[#all + 1] = r end
+    table.sort(all, function(x, y) return x[1] < y[1] end)
+    local merged, packed = {}, {}
+    for _, r in ipairs(all) do
+      local last = merged[#merged]
+      if last and r[1] <= last[2] + 1 then
+        if r[2] > last[2] then last[2] = r[2] end
+      else
+        merged[#merged + 1] = {r[1], r[2]}
+      end
+    end
+    for k, r in ipairs(merged) do packed[k] = struct.pack('<i8i8', r[1], r[2]) end
+    args[#args + 1] = fields[j]
+    args[#args + 1] = table.concat(packed)
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+
+-- 1. Replays.
+local ofields, oranges, obatch = ledger_read(KEYS[2], ARGV[4])
+local replayed = ledger_overlaps(ofields, oranges, obatch)
+if #replayed > 0 then return {1, table.concat(replayed)} end
 
 -- 2. Read every key's state.
 local names = {}
@@ -189,7 +238,7 @@ for ki = 1, nkeys do
   if #glo == 0 and had_gaps then closed[#closed + 1] = names[ki] end
 end
 
--- 4. Write: states, the open-gap index, the high-water marks.
+-- 4. Write: states, the open-gap index, the offsets classified.
 for c = 1, #writes, CHUNK do
   redis.call('MSET', unpack(writes, c, math.min(c + CHUNK - 1, #writes)))
 end
@@ -199,14 +248,7 @@ end
 for c = 1, #closed, CHUNK do
   redis.call('SREM', KEYS[1], unpack(closed, c, math.min(c + CHUNK - 1, #closed)))
 end
-if np > 0 then
-  local hw = {}
-  for i = 1, np do
-    hw[#hw + 1] = pfield[i]
-    hw[#hw + 1] = struct.pack('<i8', phi[i])
-  end
-  redis.call('HSET', KEYS[2], unpack(hw))
-end
+ledger_write(KEYS[2], ofields, oranges, obatch)
 
 -- 5. Segments, merged where neighbours share a label (an in-order batch is one segment).
 local out, run_len, run_lab = {}, 0, -1

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
 from k2lib.ingestion.sequence._reference import KeyState, classify_key
-from k2lib.ingestion.sequence._runs import Replay, RunOutcome, RunPlan
+from k2lib.ingestion.sequence._runs import OffsetLedger, Replay, RunOutcome, RunPlan
 
 __all__ = ["MemorySequenceTracker"]
 
@@ -22,18 +22,14 @@ class MemorySequenceTracker(SequenceTracker):
     ) -> None:
         super().__init__(config=config, registry=registry)
         self._states: dict[tuple[str, str], KeyState] = {}
-        self._high_water: dict[int, int] = {}
+        self._offsets = OffsetLedger()
         self._lock = threading.Lock()
 
     def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
         with self._lock:
-            replay = {
-                int(p): self._high_water[int(p)]
-                for p, lo, _ in plan.partitions.tolist()
-                if self._high_water.get(int(p), -1) >= lo
-            }
-            if replay:
-                return Replay(replay)
+            replayed = self._offsets.overlaps(plan.offsets)
+            if replayed.size:
+                return Replay(replayed)
             runs = plan.runs.tolist()
             lengths: list[int] = []
             labels: list[int] = []
@@ -50,14 +46,17 @@ class MemorySequenceTracker(SequenceTracker):
                     labels.append(label)
                 new_gaps.extend((k, lo, hi) for lo, hi in out.new_gaps)
                 abandoned += out.abandoned
-            for p, _, hi in plan.partitions.tolist():
-                self._high_water[int(p)] = int(hi)
+            self._offsets.add(plan.offsets)
         return RunOutcome(
             seg_len=np.asarray(lengths, np.int64),
             seg_label=np.asarray(labels, np.int8),
             new_gaps=new_gaps,
             abandoned=abandoned,
         )
+
+    def forget_offsets(self) -> None:
+        with self._lock:
+            self._offsets = OffsetLedger()
 
     def open_gaps(self) -> list[Gap]:
         with self._lock:

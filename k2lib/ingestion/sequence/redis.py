@@ -9,9 +9,9 @@ Keys, under `prefix` (default `k2:seq:`):
 
 - `{prefix}key:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts, gap pairs;
 - `{prefix}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`);
-- `{prefix}high-water`: Kafka partition -> highest offset classified (replay detection).
+- `{prefix}offsets`: Kafka partition -> the offsets classified, as ranges (replay detection).
 
-One prefix per topic: the high-water marks are per partition number. The state keys are named
+One prefix per topic: processed offsets are kept per partition number. The state keys are named
 inside the script rather than declared (sending hundreds of key arguments costs more than the
 classification), so the tracker needs one Redis, not a cluster.
 """
@@ -59,7 +59,7 @@ class RedisSequenceTracker(SequenceTracker):
         self.prefix = prefix
         self._script = client.register_script(load_script("classify.lua"))
         self._index_key = f"{prefix}open-gaps"
-        self._high_water_key = f"{prefix}high-water"
+        self._offsets_key = f"{prefix}offsets"
         self._key_prefix = f"{prefix}key:"
         self._key_names: dict[tuple[str, str], bytes] = {}
         cfg = self.config
@@ -88,17 +88,16 @@ class RedisSequenceTracker(SequenceTracker):
             plan.runs.astype("<i8").tobytes(),
             plan.runs_per_key.astype("<i4").tobytes(),
             self._config_arg,
-            plan.partitions.astype("<i8").tobytes(),
+            plan.offsets.astype("<i8").tobytes(),
             self._key_prefix,
             self._names(plan.keys),
         ]
         try:
-            reply = self._script(keys=[self._index_key, self._high_water_key], args=args)
+            reply = self._script(keys=[self._index_key, self._offsets_key], args=args)
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis sequence tracker: {exc}") from exc
         if int(reply[0]) == 1:
-            pairs = np.frombuffer(reply[1], "<i8").reshape(-1, 2)
-            return Replay({int(p): int(hw) for p, hw in pairs.tolist()})
+            return Replay(np.frombuffer(reply[1], "<i8").reshape(-1, 3))
         segments = np.frombuffer(reply[1], _SEGMENT)
         gaps = np.frombuffer(reply[2], _NEW_GAP)
         return RunOutcome(
@@ -107,6 +106,12 @@ class RedisSequenceTracker(SequenceTracker):
             new_gaps=[(int(k), int(lo), int(hi)) for k, lo, hi in gaps.tolist()],
             abandoned=int(reply[3]),
         )
+
+    def forget_offsets(self) -> None:
+        try:
+            self._client.delete(self._offsets_key)
+        except redis_py.RedisError as exc:
+            raise ServiceError(f"Redis sequence tracker: {exc}") from exc
 
     def open_gaps(self) -> list[Gap]:
         try:

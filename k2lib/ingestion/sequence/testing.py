@@ -127,7 +127,9 @@ def faulty_stream(rng: random.Random, spec: FaultSpec) -> tuple[TradeBatch, Stre
         offset=offset,
     )
     truth = StreamTruth(
-        duplicates=truth_dup, open_gaps=sorted(gaps), abandoned=truth_abandoned,
+        duplicates=truth_dup,
+        open_gaps=sorted(gaps),
+        abandoned=truth_abandoned,
         resets=truth_resets,
-    )  # fmt: skip
+    )
     return batch, truth

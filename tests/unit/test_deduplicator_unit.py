@@ -1,0 +1,268 @@
+"""The deduplicator's logic over the in-process store twin: within-batch, Bloom tier, replays,
+rotation and failures. The Redis tier itself is tested in tests/integration."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from k2lib.clock import ManualClock
+from k2lib.errors import ConfigError, ServiceError, ValidationError
+from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, Deduplicator
+from k2lib.ingestion.dedup.memory_store import MemoryDedupStore
+from k2lib.ingestion.dedup.store import StorePlan, StoreVerdict
+from k2lib.wire.schema import TradeBatch
+
+pytestmark = [pytest.mark.unit, pytest.mark.scalability, pytest.mark.phase2]
+
+START = 1_700_000_000.0
+CONFIG = DedupConfig(window_s=60.0, capacity=10_000)
+TINY = DedupConfig(window_s=60.0, capacity=1, error_rate=0.5)  # nearly every key is a "maybe"
+
+
+def trades(seqs: list[int], symbols: list[str] | None = None, offsets: list[int] | None = None):
+    n = len(seqs)
+    return TradeBatch.from_columns(
+        exchange=["binance"] * n,
+        symbol=symbols or ["BTC"] * n,
+        seq=seqs,
+        exch_ts=seqs,
+        recv_ts=seqs,
+        price=[1] * n,
+        qty=[1] * n,
+        partition=None if offsets is None else [0] * n,
+        offset=offsets,
+    )
+
+
+def make(store: MemoryDedupStore | None = None, config: DedupConfig = CONFIG, **kw) -> Deduplicator:
+    kw.setdefault("wall_clock", ManualClock(START))
+    return Deduplicator(store if store is not None else MemoryDedupStore(), config=config, **kw)
+
+
+def test_within_batch_keeps_the_first_occurrence() -> None:
+    result = make().filter(trades([1, 2, 2, 1, 3], ["A", "A", "A", "B", "A"]))
+    assert result.keep.tolist() == [True, True, False, True, True]
+    assert result.within_batch == 1 and result.duplicates == 1
+
+
+def test_the_first_duplicate_in_a_later_batch_is_caught() -> None:
+    dedup = make()
+    dedup.filter(trades([1, 2, 3]))
+    result = dedup.filter(trades([3, 4]))
+    assert result.keep.tolist() == [False, True]
+    assert result.confirmed == 1 and result.bloom_maybe == 1 and result.false_positives == 0
+
+
+def test_bloom_false_positives_never_drop_a_real_trade() -> None:
+    dedup = make(config=TINY)
+    dedup.filter(trades(list(range(0, 2_000, 2))))
+    result = dedup.filter(trades(list(range(1, 2_000, 2))))  # all new, most look familiar
+    assert result.keep.all()
+    assert result.false_positives > 500 and result.false_positives == result.bloom_maybe
+
+
+def test_keys_are_remembered_for_the_horizon_then_pass_again() -> None:
+    clock = ManualClock(START)
+    dedup = make(wall_clock=clock)
+    dedup.filter(trades([1, 2]))
+    clock.advance(CONFIG.window_s)  # still live in the older generation
+    assert dedup.filter(trades([1, 5])).keep.tolist() == [False, True]
+    clock.advance(2 * CONFIG.window_s)  # both windows left the horizon
+    assert dedup.filter(trades([1, 2, 5])).keep.all()
+
+
+def test_warm_loads_the_live_windows_into_a_new_bloom_filter() -> None:
+    store = MemoryDedupStore()
+    make(store).filter(trades([10, 11, 12], ["A", "A", "B"]))
+    restarted = make(store)
+    assert restarted.warm() == 3
+    result = restarted.filter(trades([10, 12, 13], ["A", "B", "B"]))
+    assert result.keep.tolist() == [False, False, True]
+    assert result.bloom_maybe == 2 and result.confirmed == 2
+
+
+def test_a_key_recorded_by_another_consumer_is_caught_without_warming() -> None:
+    store = MemoryDedupStore()
+    make(store).filter(trades([1, 2, 3]))
+    other = make(store)  # its Bloom filter never saw these keys
+    result = other.filter(trades([2, 3, 4]))
+    assert result.keep.tolist() == [False, False, True]
+    assert result.confirmed == 2 and result.bloom_maybe == 0
+
+
+def test_a_kafka_replay_is_decided_as_the_first_time() -> None:
+    store = MemoryDedupStore()
+    batch = trades([1, 2, 2, 3], offsets=[10, 11, 12, 13])
+    first = make(store).filter(batch)
+    again = make(store).filter(TradeBatch.concat([batch, trades([3, 4], offsets=[14, 15])]))
+    assert first.keep.tolist() == [True, True, False, True]
+    assert again.keep.tolist() == [True, True, False, True, False, True]
+    assert again.replayed == 4 and again.duplicates == 2
+
+
+def test_deferred_then_backfilled_records_are_checked_not_taken_as_replays() -> None:
+    dedup = make()
+    batch = trades([1, 2, 3, 2, 5, 6], offsets=[0, 1, 2, 3, 4, 5])
+    dedup.filter(batch.take(np.r_[0:3, 4:6]))  # offset 3 deferred (shed), backfilled later
+    backfill = dedup.filter(batch.take(np.array([3])))
+    assert backfill.keep.tolist() == [False] and backfill.replayed == 0
+    again = dedup.filter(batch)  # a crash replays everything: decided as before
+    assert again.keep.tolist() == [True, True, True, False, True, True]
+    assert again.replayed == 6
+
+
+def test_a_failing_store_changes_nothing_locally() -> None:
+    class DownStore(MemoryDedupStore):
+        def apply(self, plan: StorePlan) -> StoreVerdict:
+            raise ServiceError("redis is down")
+
+    dedup = make(DownStore())
+    with pytest.raises(ServiceError):
+        dedup.filter(trades([1, 2, 3]))
+    assert not dedup.bloom.contains_batch(np.array([1], np.uint64)).any()
+    healthy = make(MemoryDedupStore())
+    assert healthy.filter(trades([1, 2, 3])).keep.all()
+
+
+def test_metrics_on_the_injected_registry() -> None:
+    registry = CollectorRegistry()
+    dedup = make(registry=registry)
+    dedup.filter(trades([1, 1, 2]))
+    dedup.filter(trades([2, 3]))
+    value = registry.get_sample_value
+    assert value("k2_dedup_duplicates_total") == 2
+    assert value("k2_dedup_redis_confirmations_total") == 1
+    assert value("k2_dedup_bloom_false_positives_total") == 0
+    assert value("k2_dedup_bloom_memory_bytes") == dedup.memory_bytes > 0
+
+
+def test_rejects_negative_seqs_and_bad_config() -> None:
+    with pytest.raises(ValidationError):
+        make().filter(trades([-1]))
+    with pytest.raises(ConfigError):
+        DedupConfig(generations=1)
+
+
+def test_empty_batch() -> None:
+    result = make().filter(TradeBatch.empty())
+    assert result.keep.shape == (0,) and result.duplicates == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    tiny=st.booleans(),
+    cuts=st.lists(st.integers(0, 3_000), max_size=6),
+    consumers=st.integers(1, 3),
+)
+def test_keeps_exactly_the_first_occurrence_of_every_key(
+    seed: int, tiny: bool, cuts: list[int], consumers: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3_000))
+    symbols = rng.integers(0, 4, n)
+    # Mostly ascending seqs with repeats and far jumps (other buckets), as a feed would.
+    seqs = np.where(rng.random(n) < 0.05, rng.integers(0, 300_000, n), rng.integers(0, 400, n))
+    batch = trades(seqs.tolist(), [f"S{s}" for s in symbols.tolist()])
+    seen: set[tuple[int, int]] = set()
+    truth = []
+    for key in zip(symbols.tolist(), seqs.tolist(), strict=True):
+        truth.append(key not in seen)
+        seen.add(key)
+    store = MemoryDedupStore()
+    dedups = [make(store, TINY if tiny else CONFIG) for _ in range(consumers)]
+    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    keep = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        keep.extend(dedups[i % consumers].filter(batch.take(np.arange(lo, hi))).keep.tolist())
+    assert keep == truth
+
+
+# -- the commit-aligned (two-phase) variant ------------------------------------------------
+
+
+def two_phase(store: MemoryDedupStore, config: DedupConfig = CONFIG) -> CommitAlignedDeduplicator:
+    return CommitAlignedDeduplicator(store, config=config, wall_clock=ManualClock(START))
+
+
+def test_two_phase_catches_a_duplicate_of_a_key_still_pending() -> None:
+    dedup = two_phase(MemoryDedupStore())
+    assert dedup.check(trades([1, 2, 3])).all()
+    assert dedup.check(trades([3, 4])).tolist() == [False, True]  # 3 is not in Redis yet
+    assert dedup.summary()["pending_duplicates"] == 1 and dedup.summary()["pending"] == 4
+
+
+def test_two_phase_writes_nothing_before_record_so_a_crash_loses_nothing() -> None:
+    store = MemoryDedupStore()
+    two_phase(store).check(trades([1, 2, 3]))  # the process dies before its commit
+    restarted = two_phase(store)
+    assert restarted.check(trades([1, 2, 3])).all()
+    restarted.record(restarted.stage())
+    again = two_phase(store)
+    again.warm()
+    assert again.check(trades([2, 9])).tolist() == [False, True]
+
+
+def test_two_phase_restage_keeps_keys_pending_after_a_failed_commit() -> None:
+    dedup = two_phase(MemoryDedupStore())
+    dedup.check(trades([1, 2]))
+    staged = dedup.stage()
+    dedup.restage(staged)  # the commit failed
+    assert dedup.check(trades([2])).tolist() == [False]
+    assert len(dedup.stage()) == 2
+
+
+def test_two_phase_record_counts_keys_another_consumer_recorded_first() -> None:
+    store = MemoryDedupStore()
+    a, b = two_phase(store), two_phase(store)
+    a.check(trades([1, 2]))
+    b.check(trades([2, 3]))  # b cannot know a's pending key 2
+    assert a.record(a.stage()) == 0
+    assert b.record(b.stage()) == 1
+    assert b.summary()["late_duplicates"] == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32), tiny=st.booleans(), cuts=st.lists(st.integers(0, 2_000)))
+def test_two_phase_keeps_exactly_the_first_occurrence(
+    seed: int, tiny: bool, cuts: list[int]
+) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 2_000))
+    symbols, seqs = rng.integers(0, 3, n), rng.integers(0, 300, n)
+    batch = trades(seqs.tolist(), [f"S{s}" for s in symbols.tolist()])
+    seen: set[tuple[int, int]] = set()
+    truth = []
+    for key in zip(symbols.tolist(), seqs.tolist(), strict=True):
+        truth.append(key not in seen)
+        seen.add(key)
+    dedup = two_phase(MemoryDedupStore(), TINY if tiny else CONFIG)
+    keep: list[bool] = []
+    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        keep += dedup.check(batch.take(np.arange(lo, hi))).tolist()
+        if i % 2:  # a commit now and then
+            dedup.record(dedup.stage())
+    assert keep == truth
+
+
+def test_filter_without_replay_detection_drops_a_redelivery() -> None:
+    store = MemoryDedupStore()
+    batch = trades([1, 2], offsets=[0, 1])
+    make(store, DedupConfig(window_s=60.0, capacity=100, replay_detection=False)).filter(batch)
+    again = make(store, DedupConfig(window_s=60.0, capacity=100, replay_detection=False))
+    assert not again.filter(batch).keep.any()
+
+
+def test_forget_offsets_after_a_broker_reset() -> None:
+    store = MemoryDedupStore()
+    make(store).filter(trades([1, 2], offsets=[0, 1]))
+    dedup = make(store)
+    dedup.forget_offsets()  # offsets 0, 1 now carry a re-published feed: judged by key
+    assert dedup.filter(trades([2, 3], offsets=[0, 1])).keep.tolist() == [False, True]

@@ -1,0 +1,239 @@
+"""The in-memory sequence tracker: labelled examples, and hypothesis streams against the truth."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from k2lib.errors import ConfigError, ValidationError
+from k2lib.ingestion.sequence import (
+    BatchClassification,
+    Gap,
+    SeqLabel,
+    SequenceConfig,
+    SequenceTracker,
+)
+from k2lib.ingestion.sequence.memory import MemorySequenceTracker
+from k2lib.ingestion.sequence.testing import FaultSpec, faulty_stream
+from k2lib.wire.schema import TradeBatch
+
+pytestmark = [pytest.mark.unit, pytest.mark.scalability, pytest.mark.phase2]
+
+IN, DUP, GAP, LATE, OOO, RESET, REPLAYED = list(SeqLabel)
+CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000, replay_detection=True)
+
+
+def trades(seqs: list[int], *, symbol: str = "BTC", ts: list[int] | None = None) -> TradeBatch:
+    n = len(seqs)
+    return TradeBatch.from_columns(
+        exchange=["binance"] * n,
+        symbol=[symbol] * n,
+        seq=seqs,
+        exch_ts=ts if ts is not None else [1_000 * s for s in seqs],
+        recv_ts=[0] * n,
+        price=[1] * n,
+        qty=[1] * n,
+    )
+
+
+def labels(result: BatchClassification) -> list[SeqLabel]:
+    return [SeqLabel(x) for x in result.labels.tolist()]
+
+
+@pytest.fixture
+def tracker() -> MemorySequenceTracker:
+    return MemorySequenceTracker(config=CONFIG)
+
+
+def test_in_order_duplicate_and_gap(tracker: MemorySequenceTracker) -> None:
+    result = tracker.classify_batch(trades([1, 2, 3, 3, 7, 8]))
+    assert labels(result) == [IN, IN, IN, DUP, GAP, IN]
+    assert result.new_gaps == [Gap("binance", "BTC", 4, 6)]
+    assert (result.gaps, result.gap_messages, result.duplicates) == (1, 3, 1)
+    assert tracker.open_gaps() == [Gap("binance", "BTC", 4, 6)]
+
+
+def test_records_of_one_symbol_see_each_other_in_a_batch(tracker: MemorySequenceTracker) -> None:
+    assert labels(tracker.classify_batch(trades([5, 5, 6, 5]))) == [IN, DUP, IN, DUP]
+
+
+def test_swap_within_a_batch_is_out_of_order_not_a_gap(tracker: MemorySequenceTracker) -> None:
+    result = tracker.classify_batch(trades([1, 3, 2, 4]))
+    assert labels(result) == [IN, IN, OOO, IN]
+    assert result.new_gaps == [] and tracker.open_gaps() == []
+
+
+def test_partly_filled_hole_reports_what_is_left(tracker: MemorySequenceTracker) -> None:
+    result = tracker.classify_batch(trades([1, 6, 3]))
+    assert labels(result) == [IN, GAP, OOO]
+    assert result.new_gaps == [Gap("binance", "BTC", 2, 2), Gap("binance", "BTC", 4, 5)]
+
+
+def test_gap_filled_by_a_later_batch_is_a_late_fill(tracker: MemorySequenceTracker) -> None:
+    tracker.classify_batch(trades([1, 2, 6]))
+    result = tracker.classify_batch(trades([4, 4, 3, 7, 5]))
+    assert labels(result) == [LATE, DUP, LATE, IN, LATE]
+    assert result.late_fills == 3 and tracker.open_gaps() == []
+
+
+def test_record_below_the_first_extends_the_range(tracker: MemorySequenceTracker) -> None:
+    tracker.classify_batch(trades([10, 11]))
+    result = tracker.classify_batch(trades([7, 9, 7]))
+    assert labels(result) == [OOO, OOO, DUP]
+    assert result.new_gaps == [Gap("binance", "BTC", 8, 8)]
+
+
+def test_reset_needs_a_big_jump_and_a_quiet_period(tracker: MemorySequenceTracker) -> None:
+    seqs = [*range(1, 101), 102]
+    tracker.classify_batch(trades(seqs, ts=seqs))
+    # A big jump at an old timestamp is a duplicate, not a new session.
+    assert labels(tracker.classify_batch(trades([50], ts=[50]))) == [DUP]
+    quiet = 102 + CONFIG.reset_quiet_us + 1
+    result = tracker.classify_batch(trades([1, 2, 2], ts=[quiet, quiet + 1, quiet + 1]))
+    assert labels(result) == [RESET, IN, DUP]
+    assert result.abandoned_gap_messages == 1  # seq 101 of the old session
+    assert tracker.open_gaps() == []
+
+
+def test_session_boundary_resets(tracker: MemorySequenceTracker) -> None:
+    day = 86_400_000_000
+    t = MemorySequenceTracker(config=SequenceConfig(session_length_us=day))
+    t.classify_batch(trades([500, 501], ts=[day - 2, day - 1]))
+    assert labels(t.classify_batch(trades([501], ts=[day - 1]))) == [DUP]
+    assert labels(t.classify_batch(trades([1, 2], ts=[day, day + 1]))) == [RESET, IN]
+
+
+def test_kafka_redelivery_is_replayed_and_changes_nothing(tracker: MemorySequenceTracker) -> None:
+    batch = trades([1, 2, 4]).with_kafka(np.zeros(3), np.arange(3))
+    first = tracker.classify_batch(batch)
+    again = tracker.classify_batch(TradeBatch.concat([batch, trades([5]).with_kafka([0], [3])]))
+    assert labels(first) == [IN, IN, GAP]
+    assert labels(again) == [REPLAYED, REPLAYED, REPLAYED, IN]
+    assert tracker.open_gaps() == [Gap("binance", "BTC", 3, 3)]
+
+
+def test_without_replay_detection_a_redelivery_is_a_duplicate() -> None:
+    tracker = MemorySequenceTracker()  # the default: offsets are not trusted
+    batch = trades([1, 2, 4]).with_kafka(np.zeros(3), np.arange(3))
+    tracker.classify_batch(batch)
+    assert labels(tracker.classify_batch(batch)) == [DUP, DUP, DUP]
+
+
+def test_forget_offsets_after_a_broker_reset(tracker: MemorySequenceTracker) -> None:
+    tracker.classify_batch(trades([1, 2]).with_kafka(np.zeros(2), np.arange(2)))
+    tracker.forget_offsets()  # the broker lost its log: offsets 0, 1 now carry new records
+    assert labels(tracker.classify_batch(trades([3, 4]).with_kafka(np.zeros(2), np.arange(2)))) == [
+        IN,
+        IN,
+    ]
+    assert tracker.summary()["in_order"] == 4
+
+
+def test_deferred_then_backfilled_records_are_new_not_replays(
+    tracker: MemorySequenceTracker,
+) -> None:
+    batch = trades(list(range(1, 11))).with_kafka(np.zeros(10), np.arange(10))
+    tracker.classify_batch(batch.take(np.r_[0:4, 7:10]))  # offsets 4..6 deferred (shed)
+    backfill = tracker.classify_batch(batch.take(np.arange(4, 7)))
+    assert labels(backfill) == [LATE, LATE, LATE]
+    assert tracker.open_gaps() == []
+    assert tracker.classify_batch(batch).replayed == 10
+
+
+def test_key_codes_can_be_passed_in(tracker: MemorySequenceTracker) -> None:
+    batch = TradeBatch.concat([trades([1, 2]), trades([1, 3], symbol="ETH")])
+    result = tracker.classify_batch(batch, key_codes=batch.key_codes())
+    assert labels(result) == [IN, IN, IN, GAP]
+
+
+def test_metrics_are_counted_on_the_injected_registry() -> None:
+    registry = CollectorRegistry()
+    t = MemorySequenceTracker(config=CONFIG, registry=registry)
+    t.classify_batch(trades([1, 1, 4]))
+    t.classify_batch(trades([2]))
+    value = registry.get_sample_value
+    assert value("k2_sequence_gaps_total") == 1
+    assert value("k2_sequence_gap_messages_total") == 2
+    assert value("k2_sequence_duplicates_total") == 1
+    assert value("k2_sequence_late_fills_total") == 1
+    assert value("k2_sequence_resets_total") == 0
+
+
+def test_rejects_values_lua_cannot_hold_exactly(tracker: MemorySequenceTracker) -> None:
+    with pytest.raises(ValidationError):
+        tracker.classify_batch(trades([2**53]))
+
+
+def test_config_rejects_negative_thresholds() -> None:
+    with pytest.raises(ConfigError):
+        SequenceConfig(reset_jump=-1)
+
+
+def test_empty_batch() -> None:
+    result = MemorySequenceTracker().classify_batch(TradeBatch.empty())
+    assert result.labels.shape == (0,) and result.new_gaps == []
+
+
+# -- property tests: any stream, any cut into batches, the totals equal the truth --------
+
+
+def classify_in_batches(
+    tracker: SequenceTracker, batch: TradeBatch, cuts: list[int]
+) -> list[BatchClassification]:
+    bounds = sorted({0, len(batch), *(c % (len(batch) + 1) for c in cuts)})
+    return [
+        tracker.classify_batch(batch.take(np.arange(lo, hi)))
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+SPECS = st.builds(
+    FaultSpec,
+    keys=st.integers(1, 3),
+    sessions=st.integers(1, 3),
+    max_length=st.integers(1, 60),
+    drop=st.sampled_from([0.0, 0.05, 0.3]),
+    duplicate=st.sampled_from([0.0, 0.05, 0.3]),
+    swap=st.sampled_from([0.0, 0.1, 0.4]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=SPECS, seed=st.integers(0, 2**32), cuts=st.lists(st.integers(0, 10_000), max_size=8))
+def test_reported_gaps_and_duplicates_equal_the_truth(
+    spec: FaultSpec, seed: int, cuts: list[int]
+) -> None:
+    batch, truth = faulty_stream(random.Random(seed), spec)
+    tracker = MemorySequenceTracker(config=CONFIG)
+    results = classify_in_batches(tracker, batch, cuts)
+    assert sum(r.duplicates for r in results) == truth.duplicates
+    assert sum(r.resets for r in results) == truth.resets
+    assert tracker.open_gaps() == truth.open_gaps
+    abandoned = sum(r.abandoned_gap_messages for r in results)
+    assert abandoned == truth.abandoned
+    still_open = sum(g.size for g in truth.open_gaps)
+    reported = sum(r.gap_messages - r.late_fills for r in results)
+    assert reported == still_open + abandoned
+
+
+@settings(max_examples=100, deadline=None)
+@given(spec=SPECS, seed=st.integers(0, 2**32), cut=st.integers(0, 10_000), back=st.integers(0, 50))
+def test_a_replay_after_a_crash_changes_no_total(
+    spec: FaultSpec, seed: int, cut: int, back: int
+) -> None:
+    batch, truth = faulty_stream(random.Random(seed), spec)
+    cut %= len(batch) + 1
+    tracker = MemorySequenceTracker(config=CONFIG)
+    results = [tracker.classify_batch(batch.take(np.arange(0, cut)))]
+    # The consumer restarts from an earlier offset: Kafka delivers `back` records again.
+    restart = max(0, cut - back)
+    results.append(tracker.classify_batch(batch.take(np.arange(restart, len(batch)))))
+    assert results[1].replayed == cut - restart
+    assert sum(r.duplicates for r in results) == truth.duplicates
+    assert tracker.open_gaps() == truth.open_gaps
