@@ -110,6 +110,23 @@ class K2Settings:
     def warehouse(self) -> Path:
         return self.home / "warehouse"
 
+    @property
+    def redis_prefix(self) -> str:
+        """Redis keys of this feed (sequence state, dedup keys, status) live under it."""
+        return f"k2:{self.topic}:"
+
+    @property
+    def sequence_prefix(self) -> str:
+        return f"{self.redis_prefix}seq:"
+
+    @property
+    def dedup_prefix(self) -> str:
+        return f"{self.redis_prefix}dedup:"
+
+    @property
+    def status_key(self) -> str:
+        return f"{self.redis_prefix}degradation"
+
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
         """Base librdkafka config: bootstrap plus any SASL settings, then overrides."""
         conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}

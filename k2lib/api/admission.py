@@ -1,7 +1,7 @@
 """Which degradation level the API is at, and whether a query may run at it.
 
 The level comes from, in order: a `DegradationManager` in this process; the status the
-ingest process publishes to Redis under `k2:degradation` (JSON, refreshed every second),
+ingest process publishes to Redis under `K2Settings.status_key` (JSON, refreshed every second),
 if it is fresh; otherwise NORMAL, labelled `default`. A stale status is ignored on
 purpose: an ingest process that died at CIRCUIT_BREAK must not close the API forever.
 What each level allows is read from LEVEL_ACTIONS through the LoadShedder, never decided
@@ -25,7 +25,7 @@ from k2lib.resilience.shedder import LoadShedder
 
 __all__ = ["STATUS_KEY", "Decision", "LevelReading", "LevelSource", "decide"]
 
-STATUS_KEY = "k2:degradation"
+STATUS_KEY = "k2:market.trades:degradation"  # K2Settings.status_key of the default topic
 DEFAULT_MAX_AGE_S = 30.0
 DEFAULT_CACHE_S = 1.0
 
@@ -58,8 +58,10 @@ class LevelSource:
         wall: Callable[[], float] = time.time,
         cache_s: float = DEFAULT_CACHE_S,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        status_key: str = STATUS_KEY,
     ) -> None:
         self.manager = manager
+        self.status_key = status_key
         self._redis_factory = redis_factory
         self._redis: Any = None
         self._clock, self._wall = clock, wall
@@ -84,7 +86,7 @@ class LevelSource:
         try:
             if self._redis is None:
                 self._redis = self._redis_factory()
-            raw = self._redis.get(STATUS_KEY)
+            raw = self._redis.get(self.status_key)
         except Exception as exc:  # Redis down must not take the query API down with it
             return LevelReading(DegradationLevel.NORMAL, "default", {"redis_error": str(exc)})
         if raw is None:

@@ -95,6 +95,7 @@ def create_app(
         redis_factory=lambda: redis_client(
             settings, socket_timeout=0.5, socket_connect_timeout=0.5
         ),
+        status_key=settings.status_key,
     )
     metrics = _Metrics(registry)
 
@@ -214,7 +215,8 @@ def create_app(
         except ImportError:
             return _error(501, "not_implemented", "the sequence tracker is not installed")
         try:
-            rows = list_gaps(redis_client(settings, socket_timeout=2.0))
+            rows = list_gaps(redis_client(settings, socket_timeout=2.0),
+                             settings.sequence_prefix)
         except Exception as exc:
             return _error(
                 503, "unavailable", f"cannot read gaps from Redis: {exc}", UNAVAILABLE_RETRY_S

@@ -14,10 +14,11 @@ __all__ = ["command"]
 @click.command("gaps")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="json prints [{exchange, symbol, first, last}, ...].")
-@click.option("--prefix", default="k2:seq:", show_default=True,
-              help="Redis key prefix of the sequence tracker.")
-def command(fmt: str, prefix: str) -> None:
-    """List the open sequence gaps per venue and symbol, as the tracker keeps them in Redis."""
+def command(fmt: str) -> None:
+    """List the open sequence gaps per venue and symbol, as the tracker keeps them in Redis.
+
+    The gaps are those of the feed on K2_TOPIC (default market.trades).
+    """
     import redis
 
     from k2lib.errors import ServiceError
@@ -26,7 +27,7 @@ def command(fmt: str, prefix: str) -> None:
 
     settings = K2Settings.from_env()
     try:
-        gaps = list_gaps(redis_client(settings), prefix)
+        gaps = list_gaps(redis_client(settings), settings.sequence_prefix)
     except redis.RedisError as exc:
         raise ServiceError(f"Redis at {settings.redacted()['redis_url']} is unreachable: "
                            f"{exc}; is the stack up (k2 up)?") from exc

@@ -83,6 +83,7 @@ class FaultTruth:
             visible = sorted(s for s in seqs if s < top)
             for first, last in _ranges(visible):
                 out.append({"exchange": exchange, "symbol": symbol, "first": first, "last": last})
+        out.sort(key=lambda g: (g["exchange"], g["symbol"], g["first"]))  # as `k2 gaps` lists
         return out
 
     def as_dict(self) -> dict[str, Any]:

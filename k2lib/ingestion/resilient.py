@@ -52,13 +52,12 @@ T = TypeVar("T")
 
 SPILL_TOKENS_PROPERTY = "k2.spill.tokens"
 BACKFILL_ROWS_PER_POLL = 100_000
-STATUS_KEY = "k2:degradation"
 STATUS_EVERY_S = 1.0
 PROBE_EVERY_S = 0.25
 
 
 class SequenceStage(Protocol):
-    def classify(self, batch: TradeBatch) -> None: ...
+    def classify_batch(self, batch: TradeBatch) -> Any: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -232,7 +231,7 @@ class ResilientStages(Stages):
         """Sequence-label then dedup `batch`; None when Redis cannot be used right now."""
         if self.tracker is not None:
             tracker = self.tracker
-            if self._redis(lambda: tracker.classify(batch)) is _FAILED:
+            if self._redis(lambda: tracker.classify_batch(batch)) is _FAILED:
                 return None
         if self.dedup is None:
             return batch
@@ -259,7 +258,7 @@ class ResilientStages(Stages):
 
     def _backfill(self, pipeline: IngestPipeline) -> None:
         for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
-            batch = TradeBatch.from_arrow(table)
+            batch = TradeBatch.from_arrow(table)  # keeps its Kafka partition and offset
             checked = self._check(batch)
             if checked is None:
                 self.spill.release(token)

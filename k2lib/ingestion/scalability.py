@@ -13,16 +13,25 @@ from k2lib.stack.services import redis_client
 
 __all__ = ["build_dedup", "build_tracker", "redis_probe", "status_publisher"]
 
-STATUS_KEY = "k2:degradation"
 STATUS_TTL_S = 30
 
 
 def build_tracker(settings: K2Settings, registry: CollectorRegistry) -> Any:
-    return None
+    """The Redis sequence tracker (state shared by every consumer of the feed)."""
+    from k2lib.ingestion.sequence.redis import RedisSequenceTracker
+
+    return RedisSequenceTracker(redis_client(settings), prefix=settings.sequence_prefix,
+                                registry=registry)
 
 
 def build_dedup(settings: K2Settings, registry: CollectorRegistry) -> Any:
-    return None
+    """The commit-aligned two-tier deduplicator, its Bloom filter warmed from Redis."""
+    from k2lib.ingestion.dedup import CommitAlignedDeduplicator, RedisDedupStore
+
+    store = RedisDedupStore(redis_client(settings), prefix=settings.dedup_prefix)
+    dedup = CommitAlignedDeduplicator(store, registry=registry)
+    dedup.warm()
+    return dedup
 
 
 def redis_probe(settings: K2Settings) -> Callable[[], Any]:
@@ -36,6 +45,6 @@ def status_publisher(settings: K2Settings) -> Callable[[dict[str, Any]], None]:
     client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
 
     def publish(status: dict[str, Any]) -> None:
-        client.set(STATUS_KEY, json.dumps(status, default=str), ex=STATUS_TTL_S)
+        client.set(settings.status_key, json.dumps(status, default=str), ex=STATUS_TTL_S)
 
     return publish
