@@ -215,8 +215,7 @@ def create_app(
         except ImportError:
             return _error(501, "not_implemented", "the sequence tracker is not installed")
         try:
-            rows = list_gaps(redis_client(settings, socket_timeout=2.0),
-                             settings.sequence_prefix)
+            rows = list_gaps(redis_client(settings, socket_timeout=2.0), settings.sequence_prefix)
         except Exception as exc:
             return _error(
                 503, "unavailable", f"cannot read gaps from Redis: {exc}", UNAVAILABLE_RETRY_S

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from k2lib.config import K2Settings
 from k2lib.feeds.publisher import replay
@@ -31,19 +31,26 @@ NO_DEGRADATION = DegradationConfig(lag=_OFF, latency=_OFF, rss=_OFF)
 
 
 def _raw_consume(settings: K2Settings, topic: str, expected: int) -> float:
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": f"bench-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
-        "enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024, "queued.min.messages": 1_000_000,
-        "fetch.wait.max.ms": 10}))
+    consumer = Consumer(
+        settings.kafka_config(
+            **{
+                "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "queued.min.messages": 1_000_000,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     started = time.perf_counter()
     got = 0
     deadline = started + 120
     while got < expected and time.perf_counter() < deadline:
         msgs = consumer.consume(100_000, timeout=1.0)
-        values = [m.value() for m in msgs if m.error() is None or
-                  m.error().code() != KafkaError._PARTITION_EOF]
+        values = [m.value() for m in msgs if m.error() is None]
         if values:
             got += len(decode_batch(values).batch)
     seconds = time.perf_counter() - started
@@ -59,8 +66,9 @@ def _pipeline(settings: K2Settings, records: int, full: bool) -> dict[str, Any]:
     registry = new_registry()
     # Full stages with degradation off: a benchmark backlog is not a reason to shed.
     stages = build_stages(settings, registry, degradation=NO_DEGRADATION) if full else None
-    pipeline = IngestPipeline(settings, registry=registry, stages=stages,
-                              config=IngestConfig(commit_interval_s=30.0))
+    pipeline = IngestPipeline(
+        settings, registry=registry, stages=stages, config=IngestConfig(commit_interval_s=30.0)
+    )
     started = time.perf_counter()
     summary = pipeline.run(max_messages=records)
     summary["bench_seconds"] = time.perf_counter() - started
@@ -69,10 +77,14 @@ def _pipeline(settings: K2Settings, records: int, full: bool) -> dict[str, Any]:
 
 def run(settings: K2Settings, *, records: int = 1_000_000, seed: int = 5) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
-    topic = settings.with_(topic=f"bench.ingest.{tag}", dlq_topic=f"bench.ingest.{tag}.dlq",
-                           table=f"bench.ingest_{tag}")
+    topic = settings.with_(
+        topic=f"bench.ingest.{tag}",
+        dlq_topic=f"bench.ingest.{tag}.dlq",
+        table=f"bench.ingest_{tag}",
+    )
     create_topics(topic, {topic.topic: topic.partitions, topic.dlq_topic: 1})
-    feed = SyntheticFeed(SyntheticConfig(seed=seed, records=records, start_us=1_723_161_600_000_000))
+    start_us = 1_723_161_600_000_000
+    feed = SyntheticFeed(SyntheticConfig(seed=seed, records=records, start_us=start_us))
     published = replay(feed, topic)
     baseline = _raw_consume(topic, topic.topic, records)
     plain = _pipeline(topic, records, full=False)
@@ -90,7 +102,9 @@ def run(settings: K2Settings, *, records: int = 1_000_000, seed: int = 5) -> dic
         "publish_rate_msg_s": published["rate_msg_s"],
         "k2_seconds": round(plain["bench_seconds"], 3),
         "commits": plain["commits"],
-        "full_stages_msg_s (dedup + sequence, degradation off)": round(full["written"] / full["bench_seconds"], 1),
+        "full_stages_msg_s (dedup + sequence, degradation off)": round(
+            full["written"] / full["bench_seconds"], 1
+        ),
         "full_stages_duplicates": full.get("duplicates", 0),
         "target": ">= 200,000 msg/s end to end and ratio >= 0.5",
     }

@@ -12,7 +12,7 @@ __all__ = ["PEER", "render_markdown", "write_report"]
 # The published figures of the implementation K2 replaces, for context only.
 PEER = {
     "ingest": "142 msg/s end to end",
-    "sequence": "not built (\"138 msg/s is I/O bound\")",
+    "sequence": 'not built ("138 msg/s is I/O bound")',
     "dedup": "not built",
     "query": "p50 229-558 ms, p99 up to 4.4 s",
 }
@@ -62,6 +62,7 @@ def render_markdown(results: list[dict[str, Any]], machine: dict[str, Any], when
 def write_report(results: list[dict[str, Any]], machine: dict[str, Any], path: Path) -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"measured_at": when, "machine": machine, "results": results},
-                               indent=1))
+    path.write_text(
+        json.dumps({"measured_at": when, "machine": machine, "results": results}, indent=1)
+    )
     DOC.write_text(render_markdown(results, machine, when))

@@ -40,38 +40,60 @@ def run(settings: K2Settings, *, minutes: float = 10.0, rate: float = 20_000.0) 
     create_topics(s, {s.topic: s.partitions, s.dlq_topic: 1})
     records = int(minutes * 60 * rate)
     registry = new_registry()
-    pipeline = IngestPipeline(s, registry=registry, stages=build_stages(s, registry),
-                              config=IngestConfig(commit_interval_s=2.0))
+    pipeline = IngestPipeline(
+        s,
+        registry=registry,
+        stages=build_stages(s, registry),
+        config=IngestConfig(commit_interval_s=2.0),
+    )
     result: dict[str, Any] = {}
     ingest = threading.Thread(target=lambda: result.update(pipeline.run()), daemon=True)
     feed = threading.Thread(
-        target=lambda: result.update(published=replay(
-            SyntheticFeed(SyntheticConfig(seed=99, records=records, symbols=50)), s,
-            rate=rate)["published"]), daemon=True)
+        target=lambda: result.update(
+            published=replay(
+                SyntheticFeed(SyntheticConfig(seed=99, records=records, symbols=50)), s, rate=rate
+            )["published"]
+        ),
+        daemon=True,
+    )
     proc = psutil.Process()
     samples: list[dict[str, float]] = []
     started = time.monotonic()
     ingest.start()
     feed.start()
     while feed.is_alive() or pipeline.consumer.lag() > 0:
-        samples.append({"t": time.monotonic() - started, "rss_mb": proc.memory_info().rss / 2**20,
-                        "lag": float(pipeline.consumer.lag()), "fds": float(proc.num_fds())})
+        samples.append(
+            {
+                "t": time.monotonic() - started,
+                "rss_mb": proc.memory_info().rss / 2**20,
+                "lag": float(pipeline.consumer.lag()),
+                "fds": float(proc.num_fds()),
+            }
+        )
         time.sleep(SAMPLE_EVERY_S)
         if time.monotonic() - started > minutes * 60 + 120:
             break
     pipeline.stop()
     ingest.join(timeout=60)
-    half = samples[len(samples) // 2:]
-    slope = float(np.polyfit([x["t"] for x in half], [x["rss_mb"] for x in half], 1)[0]) \
-        if len(half) > 2 else 0.0
+    half = samples[len(samples) // 2 :]
+    slope = (
+        float(np.polyfit([x["t"] for x in half], [x["rss_mb"] for x in half], 1)[0])
+        if len(half) > 2
+        else 0.0
+    )
     summary = {
-        "minutes": minutes, "rate_msg_s": rate, "records": records,
-        "written": result.get("written"), "published": result.get("published"),
-        "rss_mb_first": round(samples[0]["rss_mb"], 1), "rss_mb_last": round(samples[-1]["rss_mb"], 1),
+        "minutes": minutes,
+        "rate_msg_s": rate,
+        "records": records,
+        "written": result.get("written"),
+        "published": result.get("published"),
+        "rss_mb_first": round(samples[0]["rss_mb"], 1),
+        "rss_mb_last": round(samples[-1]["rss_mb"], 1),
         "rss_mb_max": round(max(x["rss_mb"] for x in samples), 1),
         "rss_mb_per_min_second_half": round(slope * 60, 3),
         "lag_max": int(max(x["lag"] for x in samples)),
-        "fds_first": int(samples[0]["fds"]), "fds_last": int(samples[-1]["fds"]),
+        "fds_first": int(samples[0]["fds"]),
+        "fds_last": int(samples[-1]["fds"]),
         "samples": len(samples),
     }
     Path("bench").mkdir(exist_ok=True)
@@ -80,8 +102,9 @@ def run(settings: K2Settings, *, minutes: float = 10.0, rate: float = 20_000.0) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=20_000.0)
     args = parser.parse_args()

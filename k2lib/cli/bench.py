@@ -41,16 +41,24 @@ def run_one(name: str, settings: K2Settings) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     import psutil
 
-    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 @click.command("bench")
 @click.argument("name", type=click.Choice(NAMES))
-@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json",
-              show_default=True)
-@click.option("--write", is_flag=True,
-              help="Also write bench/results.json and regenerate docs/performance.md.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True
+)
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Also write bench/results.json and regenerate docs/performance.md.",
+)
 def command(name: str, fmt: str, write: bool) -> None:
     """Measure K2 against the raw client or library doing the same work, in one run.
 
@@ -70,8 +78,10 @@ def command(name: str, fmt: str, write: bool) -> None:
         if fmt == "json":
             click.echo(json.dumps(result))
         else:
-            click.echo(f"{n:10s} {result['value']:>14,.1f} {result['unit']:8s} "
-                       f"baseline {result['baseline']:>14,.1f}  ratio {result['ratio']}")
+            click.echo(
+                f"{n:10s} {result['value']:>14,.1f} {result['unit']:8s} "
+                f"baseline {result['baseline']:>14,.1f}  ratio {result['ratio']}"
+            )
     if write:
         from k2lib.bench.report import write_report
 

@@ -12,15 +12,35 @@ __all__ = ["command"]
 
 
 @click.command("chaos")
-@click.option("--burst", "burst", type=click.IntRange(min=1000), default=250_000,
-              show_default=True, help="Records in the full-rate burst.")
-@click.option("--outage", type=click.FloatRange(min=0), default=8.0, show_default=True,
-              help="Seconds Redis stays down.")
-@click.option("--only", "only", multiple=True,
-              type=click.Choice(["burst", "slow_commit", "redis_outage"]),
-              help="Run only these scenarios (repeatable). Default: all three.")
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=0,
-              show_default=True, help="Serve /metrics on 127.0.0.1:PORT during the run.")
+@click.option(
+    "--burst",
+    "burst",
+    type=click.IntRange(min=1000),
+    default=250_000,
+    show_default=True,
+    help="Records in the full-rate burst.",
+)
+@click.option(
+    "--outage",
+    type=click.FloatRange(min=0),
+    default=8.0,
+    show_default=True,
+    help="Seconds Redis stays down.",
+)
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Choice(["burst", "slow_commit", "redis_outage"]),
+    help="Run only these scenarios (repeatable). Default: all three.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=0,
+    show_default=True,
+    help="Serve /metrics on 127.0.0.1:PORT during the run.",
+)
 def command(burst: int, outage: float, only: tuple[str, ...], metrics_port: int) -> None:
     """Apply real load and faults to a live ingest and watch it degrade and recover.
 
@@ -37,8 +57,9 @@ def command(burst: int, outage: float, only: tuple[str, ...], metrics_port: int)
     LocalStack(settings).up()
     registry = new_registry()
     server = serve_metrics(registry, metrics_port) if metrics_port else None
-    config = ChaosConfig(burst_records=burst, redis_outage_s=outage,
-                         scenarios=tuple(only) or SCENARIOS)
+    config = ChaosConfig(
+        burst_records=burst, redis_outage_s=outage, scenarios=tuple(only) or SCENARIOS
+    )
     run = ChaosRun(settings, config, registry=registry, log=lambda s: click.echo(s, err=True))
     summary = run.run()
     if server is not None:

@@ -12,8 +12,14 @@ __all__ = ["command"]
 
 
 @click.command("gaps")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="json prints [{exchange, symbol, first, last}, ...].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json prints [{exchange, symbol, first, last}, ...].",
+)
 def command(fmt: str) -> None:
     """List the open sequence gaps per venue and symbol, as the tracker keeps them in Redis.
 
@@ -29,8 +35,10 @@ def command(fmt: str) -> None:
     try:
         gaps = list_gaps(redis_client(settings), settings.sequence_prefix)
     except redis.RedisError as exc:
-        raise ServiceError(f"Redis at {settings.redacted()['redis_url']} is unreachable: "
-                           f"{exc}; is the stack up (k2 up)?") from exc
+        raise ServiceError(
+            f"Redis at {settings.redacted()['redis_url']} is unreachable: "
+            f"{exc}; is the stack up (k2 up)?"
+        ) from exc
     if fmt == "json":
         click.echo(json.dumps(gaps))
         return
@@ -39,6 +47,8 @@ def command(fmt: str) -> None:
         return
     click.echo(f"{'exchange':14s} {'symbol':10s} {'first':>14s} {'last':>14s} {'missing':>8s}")
     for g in gaps:
-        click.echo(f"{g['exchange']:14s} {g['symbol']:10s} {g['first']:>14d} {g['last']:>14d} "
-                   f"{g['last'] - g['first'] + 1:>8d}")
+        click.echo(
+            f"{g['exchange']:14s} {g['symbol']:10s} {g['first']:>14d} {g['last']:>14d} "
+            f"{g['last'] - g['first'] + 1:>8d}"
+        )
     click.echo(f"{len(gaps)} gaps, {sum(g['last'] - g['first'] + 1 for g in gaps)} missing")

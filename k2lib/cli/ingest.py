@@ -14,28 +14,57 @@ __all__ = ["command"]
 
 @click.command("ingest")
 @click.option("--max-messages", type=click.IntRange(min=1), help="Stop after N messages.")
-@click.option("--until-idle", "until_idle", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Stop after SECONDS with no new messages.")
-@click.option("--commit-rows", type=click.IntRange(min=1), default=250_000, show_default=True,
-              help="Commit to Iceberg once this many records are buffered.")
-@click.option("--commit-interval", type=click.FloatRange(min=0.05), default=2.0,
-              show_default=True, help="...or once this many seconds have passed.")
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
-              help="Serve /metrics on 127.0.0.1:PORT (default K2_METRICS_PORT, 9464; 0 = off).")
-@click.option("--plain", is_flag=True,
-              help="Only validate and store: no dedup, sequence tracking or degradation.")
+@click.option(
+    "--until-idle",
+    "until_idle",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after SECONDS with no new messages.",
+)
+@click.option(
+    "--commit-rows",
+    type=click.IntRange(min=1),
+    default=250_000,
+    show_default=True,
+    help="Commit to Iceberg once this many records are buffered.",
+)
+@click.option(
+    "--commit-interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="...or once this many seconds have passed.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve /metrics on 127.0.0.1:PORT (default K2_METRICS_PORT, 9464; 0 = off).",
+)
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Only validate and store: no dedup, sequence tracking or degradation.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log transitions and commits to stderr.")
-def command(max_messages: int | None, until_idle: float | None, commit_rows: int,
-            commit_interval: float, metrics_port: int | None, plain: bool,
-            verbose: bool) -> None:
+def command(
+    max_messages: int | None,
+    until_idle: float | None,
+    commit_rows: int,
+    commit_interval: float,
+    metrics_port: int | None,
+    plain: bool,
+    verbose: bool,
+) -> None:
     """Consume market.trades into the Iceberg table, effectively once.
 
     Resumes from the Kafka offsets recorded in the table's latest snapshot. Poison
     messages go to market.trades.dlq with their reason. Prints one JSON summary as
     the last line of stdout.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     from k2lib.cli.progress import bar
     from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
     from k2lib.ingestion.runtime import build_stages, serve_metrics
@@ -49,8 +78,9 @@ def command(max_messages: int | None, until_idle: float | None, commit_rows: int
     config = IngestConfig(commit_rows=commit_rows, commit_interval_s=commit_interval)
     pipeline = IngestPipeline(settings, config=config, registry=registry, stages=stages)
     with bar("ingest", total=max_messages) as pbar:
-        summary = pipeline.run(max_messages=max_messages, until_idle_s=until_idle,
-                               progress=pbar.update)
+        summary = pipeline.run(
+            max_messages=max_messages, until_idle_s=until_idle, progress=pbar.update
+        )
     if server is not None:
         server.shutdown()
     click.echo(json.dumps(summary))

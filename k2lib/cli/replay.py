@@ -18,18 +18,41 @@ __all__ = ["command"]
 @click.command("replay")
 @click.argument("source")
 @click.option("--limit", type=click.IntRange(min=1), help="Publish at most N records.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
-              help="Messages per second (default: as fast as the broker takes them).")
-@click.option("--faults", metavar="SPEC",
-              help="Inject faults, e.g. dup=0.01,gap=0.001,reorder=0.01,poison=0.001")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed for fault injection and the synthetic feed.")
-@click.option("--truth", "truth", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the ground truth of injected faults to this JSON file.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Messages per second (default: as fast as the broker takes them).",
+)
+@click.option(
+    "--faults",
+    metavar="SPEC",
+    help="Inject faults, e.g. dup=0.01,gap=0.001,reorder=0.01,poison=0.001",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for fault injection and the synthetic feed.",
+)
+@click.option(
+    "--truth",
+    "truth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the ground truth of injected faults to this JSON file.",
+)
 @click.option("--exchange", help="Venue for captures (default: from the file name).")
 @click.option("--symbols", type=click.IntRange(min=1), help="Synthetic feed: number of symbols.")
-def command(source: str, limit: int | None, rate: float | None, faults: str | None, seed: int,
-            truth: Path | None, exchange: str | None, symbols: int | None) -> None:
+def command(
+    source: str,
+    limit: int | None,
+    rate: float | None,
+    faults: str | None,
+    seed: int,
+    truth: Path | None,
+    exchange: str | None,
+    symbols: int | None,
+) -> None:
     """Publish trades from SOURCE into Kafka (topic market.trades).
 
     SOURCE is `synthetic`, a Binance capture (.gz) or a folder of them, or a
@@ -44,6 +67,13 @@ def command(source: str, limit: int | None, rate: float | None, faults: str | No
     from k2lib.cli.progress import bar
 
     with bar(f"replay {feed.name}", total=limit) as pbar:
-        summary = replay(feed, settings, rate=rate, faults=spec, seed=seed, truth_path=truth,
-                         progress=pbar.update)
+        summary = replay(
+            feed,
+            settings,
+            rate=rate,
+            faults=spec,
+            seed=seed,
+            truth_path=truth,
+            progress=pbar.update,
+        )
     click.echo(json.dumps(summary))

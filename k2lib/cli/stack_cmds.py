@@ -28,8 +28,14 @@ def up_command() -> None:
 
 
 @click.command("status")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 def status_command(fmt: str) -> None:
     """Health and endpoint of each service, and the table's row count.
 

@@ -69,15 +69,16 @@ class BinanceCapture:
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
             yield from enumerate(fh, start=1)
     except (OSError, EOFError) as exc:  # a truncated gzip ends the file, not the replay
         raise SourceError(f"{path.name}: unreadable capture ({exc})") from exc
 
 
 def _empty() -> dict[str, list]:
-    return {k: [] for k in ("exchange", "symbol", "seq", "exch_ts", "recv_ts", "price", "qty",
-                            "side")}
+    return {
+        k: [] for k in ("exchange", "symbol", "seq", "exch_ts", "recv_ts", "price", "qty", "side")
+    }
 
 
 def _append(rows: dict[str, list], venue: str, line: str) -> None:

@@ -166,8 +166,9 @@ class FaultInjector:
                 self.truth.reordered += 1
         return order
 
-    def _duplicate(self, keys: list[bytes], values: list[bytes], codes: np.ndarray,
-                   names: list[str]) -> None:
+    def _duplicate(
+        self, keys: list[bytes], values: list[bytes], codes: np.ndarray, names: list[str]
+    ) -> None:
         picks = np.flatnonzero(self.rng.random(len(values)) < self.spec.dup)
         # Insert from the back so earlier positions stay valid.
         for i in picks[::-1].tolist():

@@ -7,7 +7,7 @@ malformed row is counted and reported with its line number; it does not stop the
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -68,9 +68,10 @@ class TradeFile:
                 yield line, row
 
     def batches(self, chunk: int = DEFAULT_CHUNK) -> Iterator[TradeBatch]:
-        cols: dict[str, list] = {k: [] for k in
-                                 ("exchange", "symbol", "seq", "exch_ts", "recv_ts", "price",
-                                  "qty", "side")}
+        cols: dict[str, list] = {
+            k: []
+            for k in ("exchange", "symbol", "seq", "exch_ts", "recv_ts", "price", "qty", "side")
+        }
         for line, row in self._rows():
             if self.limit is not None and self.report.records >= self.limit:
                 break
@@ -89,7 +90,7 @@ class TradeFile:
             yield TradeBatch.from_columns(**cols)
 
 
-def _check_columns(names: list[str], path: Path) -> None:
+def _check_columns(names: Sequence[str], path: Path) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise SourceError(f"{path.name}: missing columns {missing}; need {list(REQUIRED_COLUMNS)}")
@@ -111,5 +112,13 @@ def _parse_row(row: dict[str, Any]) -> dict[str, Any]:
     if price <= 0 or qty <= 0:
         raise ValidationError("price and qty must be > 0")
     side = side_code(row.get("side"))
-    return {"exchange": exchange, "symbol": symbol, "seq": seq, "exch_ts": ts, "recv_ts": ts,
-            "price": price, "qty": qty, "side": side}
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "seq": seq,
+        "exch_ts": ts,
+        "recv_ts": ts,
+        "price": price,
+        "qty": qty,
+        "side": side,
+    }

@@ -61,8 +61,7 @@ class TradePublisher:
         messages = [{"key": k, "value": v} for k, v in zip(keys, values, strict=True)]
         while messages:
             try:
-                queued = self.producer.produce_batch(topic, messages,
-                                                     on_delivery=self._on_delivery)
+                queued = self.producer.produce_batch(topic, messages, on_delivery=self._on_delivery)
             except BufferError:
                 queued = 0
             failed = [m for m in messages if "_error" in m]

@@ -55,23 +55,33 @@ class Poll:
 
 
 class TradeConsumer:
-    def __init__(self, settings: K2Settings, *, group_id: str = "k2-ingest",
-                 partitions: Iterable[int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: K2Settings,
+        *,
+        group_id: str = "k2-ingest",
+        partitions: Iterable[int] | None = None,
+    ) -> None:
         self.settings = settings
         self.topic = settings.topic
         n = topic_partitions(settings, self.topic)
         self.partitions = sorted(partitions) if partitions is not None else list(range(n))
         self.lag_from_stats: dict[int, int] = {}
-        self.consumer = Consumer(settings.kafka_config(
-            **CONSUMER_DEFAULTS, **{"group.id": group_id, "stats_cb": self._on_stats}))
+        self.consumer = Consumer(
+            settings.kafka_config(
+                **CONSUMER_DEFAULTS, **{"group.id": group_id, "stats_cb": self._on_stats}
+            )
+        )
         self.high_watermarks: dict[int, int] = {}
         self.positions: dict[int, int] = {}
         self.resets: list[int] = []
 
     def assign(self, start: Mapping[int, int]) -> None:
         """Start each partition at `start[p]` (the next offset to read), else the beginning."""
-        tps = [TopicPartition(self.topic, p, int(start.get(p, OFFSET_BEGINNING)))
-               for p in self.partitions]
+        tps = [
+            TopicPartition(self.topic, p, int(start.get(p, OFFSET_BEGINNING)))
+            for p in self.partitions
+        ]
         self.positions = {p: int(start.get(p, 0)) for p in self.partitions}
         self.consumer.assign(tps)
 
@@ -110,8 +120,12 @@ class TradeConsumer:
         return False
 
     def _restart_partition(self, partition: int, err: KafkaError) -> int:
-        log.warning("partition %d: recorded offset is past the broker's end (%s); the broker "
-                    "was reset, reading it again from the beginning", partition, err.str())
+        log.warning(
+            "partition %d: recorded offset is past the broker's end (%s); the broker "
+            "was reset, reading it again from the beginning",
+            partition,
+            err.str(),
+        )
         self.resets.append(partition)
         self.positions[partition] = 0
         self.consumer.incremental_unassign([TopicPartition(self.topic, partition)])
@@ -127,7 +141,8 @@ class TradeConsumer:
         total = 0
         for p in self.partitions:
             _, cached = self.consumer.get_watermark_offsets(
-                TopicPartition(self.topic, p), cached=True)
+                TopicPartition(self.topic, p), cached=True
+            )
             hw = max(self.high_watermarks.get(p, -1), cached)
             if hw >= 0:
                 total += max(0, hw - self.positions.get(p, 0))

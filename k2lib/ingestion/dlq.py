@@ -19,8 +19,9 @@ class DeadLetterQueue:
     def __init__(self, settings: K2Settings) -> None:
         self.topic = settings.dlq_topic
         self.source_topic = settings.topic
-        self.producer = Producer(settings.kafka_config(**{"enable.idempotence": True,
-                                                          "linger.ms": 50}))
+        self.producer = Producer(
+            settings.kafka_config(**{"enable.idempotence": True, "linger.ms": 50})
+        )
         self.sent = 0
 
     def send(self, rejects: list[Reject], partitions: list[int], offsets: list[int]) -> None:

@@ -88,8 +88,9 @@ class IngestPipeline:
         self.stages = stages or Stages()
         self.table = ensure_table(catalog or load_k2_catalog(settings), settings.table)
         self.writer = IcebergWriter(self.table, settings.topic, clock=clock)
-        self.consumer = TradeConsumer(settings, group_id=config.group_id,
-                                      partitions=config.partitions)
+        self.consumer = TradeConsumer(
+            settings, group_id=config.group_id, partitions=config.partitions
+        )
         self.dlq = DeadLetterQueue(settings)
         self.counts = _Counts()
         self.buffer: list[TradeBatch] = []
@@ -97,10 +98,14 @@ class IngestPipeline:
         self.resume = latest_offsets(self.table)
         start = dict(self.resume.offsets) if self.resume.topic == settings.topic else {}
         if self.resume.topic not in (None, settings.topic):
-            log.warning("table offsets are for topic %s, not %s: starting from the beginning",
-                        self.resume.topic, settings.topic)
-        self.next_offsets: dict[int, int] = {p: o for p, o in start.items()
-                                             if p in self.consumer.partitions}
+            log.warning(
+                "table offsets are for topic %s, not %s: starting from the beginning",
+                self.resume.topic,
+                settings.topic,
+            )
+        self.next_offsets: dict[int, int] = {
+            p: o for p, o in start.items() if p in self.consumer.partitions
+        }
         self.consumer.assign(start)
         self.last_commit = clock()
         self._stop = False
@@ -132,14 +137,16 @@ class IngestPipeline:
         decoded = decode_batch(poll.values)
         if decoded.rejects:
             idx = [r.index for r in decoded.rejects]
-            self.dlq.send(decoded.rejects, poll.partitions[idx].tolist(),
-                          poll.offsets[idx].tolist())
+            self.dlq.send(
+                decoded.rejects, poll.partitions[idx].tolist(), poll.offsets[idx].tolist()
+            )
             self.counts.dlq += len(idx)
             self.metrics.dlq.inc(len(idx))
             for r in decoded.rejects:
                 self.counts.dlq_reasons[r.reason] = self.counts.dlq_reasons.get(r.reason, 0) + 1
-        batch = decoded.batch.with_kafka(poll.partitions[decoded.index],
-                                         poll.offsets[decoded.index])
+        batch = decoded.batch.with_kafka(
+            poll.partitions[decoded.index], poll.offsets[decoded.index]
+        )
         self._advance_offsets(poll.partitions, poll.offsets)
         self.accept(self.stages.process(self, batch))
         self.metrics.batch_seconds.observe(self.clock() - started)
@@ -191,11 +198,13 @@ class IngestPipeline:
             self.commit()
         return self._reap(block=True)
 
-    def _write(self, batches: list[TradeBatch], offsets: dict[int, int],
-               properties: dict[str, str]) -> CommitResult:
+    def _write(
+        self, batches: list[TradeBatch], offsets: dict[int, int], properties: dict[str, str]
+    ) -> CommitResult:
         rows = TradeBatch.concat(batches).to_arrow() if batches else _empty_rows()
         return self.stages.guard_commit(
-            lambda: self.writer.commit(rows, offsets, extra_properties=properties))
+            lambda: self.writer.commit(rows, offsets, extra_properties=properties)
+        )
 
     def _reap(self, *, block: bool) -> bool:
         """Finish the in-flight commit (if done, or wait when `block`). False if it failed."""
@@ -223,8 +232,9 @@ class IngestPipeline:
         self.metrics.written.inc(result.rows)
         self.metrics.commits.inc()
         self.metrics.table_rows.set(self.counts.written)
-        self.resume = SnapshotOffsets(snapshot_id=result.snapshot_id, topic=self.settings.topic,
-                                      offsets=job.offsets)
+        self.resume = SnapshotOffsets(
+            snapshot_id=result.snapshot_id, topic=self.settings.topic, offsets=job.offsets
+        )
         every = self.config.maintenance.every_commits
         if every and self.counts.commits % every == 0:
             expire_snapshots(self.table, self.config.maintenance.keep_snapshots)
@@ -232,8 +242,13 @@ class IngestPipeline:
 
     # -- a run ----------------------------------------------------------------------------
 
-    def run(self, *, max_messages: int | None = None, until_idle_s: float | None = None,
-            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        *,
+        max_messages: int | None = None,
+        until_idle_s: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
         """Consume until `max_messages`, or `until_idle_s` without messages, or a signal."""
         started = self.clock()
         idle_since: float | None = None
@@ -266,8 +281,10 @@ class IngestPipeline:
             if self.flush() and not self._uncommitted():
                 return
             time.sleep(1.0)
-        raise StorageError(f"could not commit the final batch after {attempts} attempts; "
-                           "nothing was lost: the next run resumes from the last snapshot")
+        raise StorageError(
+            f"could not commit the final batch after {attempts} attempts; "
+            "nothing was lost: the next run resumes from the last snapshot"
+        )
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         c = self.counts

@@ -104,9 +104,14 @@ class ResilientStages(Stages):
         self.deferred_for_redis = 0
 
     @classmethod
-    def from_settings(cls, settings: K2Settings, registry: CollectorRegistry, *,
-                      degradation: DegradationConfig | None = None,
-                      clock: Callable[[], float] = time.monotonic) -> ResilientStages:
+    def from_settings(
+        cls,
+        settings: K2Settings,
+        registry: CollectorRegistry,
+        *,
+        degradation: DegradationConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> ResilientStages:
         from k2lib.ingestion.scalability import (
             build_dedup,
             build_tracker,
@@ -114,8 +119,10 @@ class ResilientStages(Stages):
             status_publisher,
         )
 
-        breakers = {name: CircuitBreaker(name, clock=clock, registry=registry)
-                    for name in ("redis", "iceberg_commit", "broker")}
+        breakers = {
+            name: CircuitBreaker(name, clock=clock, registry=registry)
+            for name in ("redis", "iceberg_commit", "broker")
+        }
         spill = DeferredSpill(settings.home / "spill" / settings.topic)
         return cls(
             manager=DegradationManager(config=degradation, clock=clock, registry=registry),
@@ -152,8 +159,11 @@ class ResilientStages(Stages):
         actions = self.manager.actions
         if actions.backfill_deferred and self.spill.pending_rows():
             self._backfill(pipeline)
-        return PollPlan(consume=actions.consume, batch_size_factor=actions.batch_size_factor,
-                        commit_interval_factor=actions.commit_interval_factor)
+        return PollPlan(
+            consume=actions.consume,
+            batch_size_factor=actions.batch_size_factor,
+            commit_interval_factor=actions.commit_interval_factor,
+        )
 
     def process(self, pipeline: IngestPipeline, batch: TradeBatch) -> TradeBatch:
         if not len(batch):
@@ -280,8 +290,9 @@ class ResilientStages(Stages):
             return
         self._last_status = now
         try:
-            self.status_sink({**self.manager.status(), "signals": signals.as_dict(),
-                              "published_at": time.time()})
+            self.status_sink(
+                {**self.manager.status(), "signals": signals.as_dict(), "published_at": time.time()}
+            )
         except Exception as exc:  # status is best effort; never stop ingest over it
             log.debug("status publish failed: %s", exc)
 

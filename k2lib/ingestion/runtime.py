@@ -18,8 +18,9 @@ __all__ = ["build_stages", "serve_metrics"]
 METRICS_HOST = "127.0.0.1"
 
 
-def serve_metrics(registry: CollectorRegistry, port: int,
-                  host: str = METRICS_HOST) -> ThreadingHTTPServer:
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = METRICS_HOST
+) -> ThreadingHTTPServer:
     """Serve `registry` at http://host:port/metrics on a daemon thread (loopback default)."""
     handler = MetricsHandler.factory(registry)
     try:
@@ -31,8 +32,9 @@ def serve_metrics(registry: CollectorRegistry, port: int,
     return server
 
 
-def build_stages(settings: K2Settings, registry: CollectorRegistry,
-                 degradation: DegradationConfig | None = None) -> Stages:
+def build_stages(
+    settings: K2Settings, registry: CollectorRegistry, degradation: DegradationConfig | None = None
+) -> Stages:
     """The full set of stages: degradation, shedding, sequence tracking and dedup."""
     from k2lib.ingestion.resilient import ResilientStages
 

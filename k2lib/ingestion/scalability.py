@@ -20,8 +20,9 @@ def build_tracker(settings: K2Settings, registry: CollectorRegistry) -> Any:
     """The Redis sequence tracker (state shared by every consumer of the feed)."""
     from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 
-    return RedisSequenceTracker(redis_client(settings), prefix=settings.sequence_prefix,
-                                registry=registry)
+    return RedisSequenceTracker(
+        redis_client(settings), prefix=settings.sequence_prefix, registry=registry
+    )
 
 
 def build_dedup(settings: K2Settings, registry: CollectorRegistry) -> Any:

@@ -64,23 +64,39 @@ def exactly_once_check(settings: K2Settings, expected_unique: int) -> dict[str, 
 
     table = load_k2_catalog(settings).load_table(settings.table)
     cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    keys = Counter(zip(cols.column("exchange").to_pylist(), cols.column("symbol").to_pylist(),
-                       cols.column("seq").to_pylist(), strict=True))
+    keys = Counter(
+        zip(
+            cols.column("exchange").to_pylist(),
+            cols.column("symbol").to_pylist(),
+            cols.column("seq").to_pylist(),
+            strict=True,
+        )
+    )
     duplicated = sum(c - 1 for c in keys.values() if c > 1)
-    return {"rows": cols.num_rows, "unique_keys": len(keys), "duplicate_rows": duplicated,
-            "expected_unique": expected_unique,
-            "exactly_once": duplicated == 0 and len(keys) == expected_unique}
+    return {
+        "rows": cols.num_rows,
+        "unique_keys": len(keys),
+        "duplicate_rows": duplicated,
+        "expected_unique": expected_unique,
+        "exactly_once": duplicated == 0 and len(keys) == expected_unique,
+    }
 
 
 class ChaosRun:
     """One demo run on its own topic and table (so it can be repeated on a live stack)."""
 
-    def __init__(self, settings: K2Settings, config: ChaosConfig = ChaosConfig(), *,
-                 registry: CollectorRegistry | None = None,
-                 log: Callable[[str], None] = lambda line: None) -> None:
+    def __init__(
+        self,
+        settings: K2Settings,
+        config: ChaosConfig = ChaosConfig(),
+        *,
+        registry: CollectorRegistry | None = None,
+        log: Callable[[str], None] = lambda line: None,
+    ) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.settings = settings.with_(topic=f"chaos.{tag}", dlq_topic=f"chaos.{tag}.dlq",
-                                       table=f"chaos.t_{tag}")
+        self.settings = settings.with_(
+            topic=f"chaos.{tag}", dlq_topic=f"chaos.{tag}.dlq", table=f"chaos.t_{tag}"
+        )
         self.base = settings
         self.config = config
         self.registry = registry if registry is not None else new_registry()
@@ -104,12 +120,16 @@ class ChaosRun:
         stages = ResilientStages.from_settings(s, self.registry, degradation=cfg.degradation)
         self.stages = stages
         pipeline = IngestPipeline(
-            s, registry=self.registry, stages=stages,
-            config=IngestConfig(commit_rows=50_000, commit_interval_s=1.0, poll_max=20_000))
+            s,
+            registry=self.registry,
+            stages=stages,
+            config=IngestConfig(commit_rows=50_000, commit_interval_s=1.0, poll_max=20_000),
+        )
         pipeline.writer.delay_s = self._commit_delay
         result: dict[str, Any] = {}
-        worker = threading.Thread(target=lambda: result.update(pipeline.run()),
-                                  name="k2-chaos-ingest", daemon=True)
+        worker = threading.Thread(
+            target=lambda: result.update(pipeline.run()), name="k2-chaos-ingest", daemon=True
+        )
         worker.start()
         self._event("ingest started", topic=s.topic, table=s.table)
         # Let NORMAL's minimum dwell pass, so the burst's lag can move the level at once.
@@ -135,15 +155,22 @@ class ChaosRun:
         worker.join(timeout=60)
         check = exactly_once_check(s, self.sent_unique)
         self._event("exactly-once check", **check)
-        return {**result, **check, "settled": settled, "events": self.events,
-                "topic": s.topic, "table": s.table}
+        return {
+            **result,
+            **check,
+            "settled": settled,
+            "events": self.events,
+            "topic": s.topic,
+            "table": s.table,
+        }
 
     def _publish(self, records: int, seed: int, label: str) -> None:
         feed = SyntheticFeed(SyntheticConfig(seed=seed, records=records, symbols=40))
         summary = replay(feed, self.settings, faults=FaultSpec(), seed=seed)
         self.sent_unique += summary["records"]
-        self._event(f"published {label}", records=summary["records"],
-                    rate_msg_s=summary["rate_msg_s"])
+        self._event(
+            f"published {label}", records=summary["records"], rate_msg_s=summary["rate_msg_s"]
+        )
 
     def _commit_delay(self) -> float:
         if self._slow_left > 0:
@@ -162,11 +189,18 @@ class ChaosRun:
         deadline = time.monotonic() + self.config.settle_timeout_s
         while time.monotonic() < deadline:
             m = self.stages.manager
-            if (m.level == DegradationLevel.NORMAL and not self.stages.spill.pending_rows()
-                    and pipeline.consumer.lag() == 0 and not pipeline.buffer):
+            if (
+                m.level == DegradationLevel.NORMAL
+                and not self.stages.spill.pending_rows()
+                and pipeline.consumer.lag() == 0
+                and not pipeline.buffer
+            ):
                 self._event("settled", level=m.level.name)
                 return True
             time.sleep(0.25)
-        self._event("not settled", level=self.stages.manager.level.name,
-                    pending=self.stages.spill.pending_rows())
+        self._event(
+            "not settled",
+            level=self.stages.manager.level.name,
+            pending=self.stages.spill.pending_rows(),
+        )
         return False

@@ -74,10 +74,8 @@ class LocalStack:
         return outcome
 
     def ensure_topics(self) -> None:
-        create_topics(
-            self.settings,
-            {self.settings.topic: self.settings.partitions, self.settings.dlq_topic: DLQ_PARTITIONS},
-        )
+        s = self.settings
+        create_topics(s, {s.topic: s.partitions, s.dlq_topic: DLQ_PARTITIONS})
 
     def start_service(self, name: str) -> bool:
         """Start one managed service (used by chaos runs). True when it was started now."""
@@ -103,12 +101,18 @@ class LocalStack:
         redis_rec = procs["redis"].running() if "redis" in procs else None
         result: dict[str, ServiceStatus | dict[str, Any]] = {
             "broker": ServiceStatus(
-                "broker", broker_healthy(s, timeout=1.5), s.kafka_bootstrap,
-                managed="broker" in procs, pid=broker_rec.pid if broker_rec else None,
+                "broker",
+                broker_healthy(s, timeout=1.5),
+                s.kafka_bootstrap,
+                managed="broker" in procs,
+                pid=broker_rec.pid if broker_rec else None,
             ),
             "redis": ServiceStatus(
-                "redis", redis_healthy(s), s.redacted()["redis_url"],
-                managed="redis" in procs, pid=redis_rec.pid if redis_rec else None,
+                "redis",
+                redis_healthy(s),
+                s.redacted()["redis_url"],
+                managed="redis" in procs,
+                pid=redis_rec.pid if redis_rec else None,
             ),
         }
         result["catalog"] = self._catalog_status()
@@ -118,20 +122,28 @@ class LocalStack:
         s = self.settings
         endpoint = s.catalog_properties().get("uri", f"pyiceberg catalog {s.catalog_name!r}")
         try:
-            table = load_k2_catalog(s).load_table(s.table)
-            snap = table.current_snapshot()
-            rows = int(snap.summary["total-records"]) if snap and snap.summary else 0
+            rows = self.table_rows()
             return ServiceStatus(
-                "catalog", True, endpoint, managed=not s.catalog_external,
+                "catalog",
+                True,
+                endpoint,
+                managed=not s.catalog_external,
                 detail=f"{s.table}: {rows} rows",
             )
         except K2Error:
             raise
         except Exception as exc:
-            return ServiceStatus("catalog", False, endpoint, not s.catalog_external, None,
-                                 f"{type(exc).__name__}: {exc}")
+            return ServiceStatus(
+                "catalog",
+                False,
+                endpoint,
+                not s.catalog_external,
+                None,
+                f"{type(exc).__name__}: {exc}",
+            )
 
     def table_rows(self) -> int:
         table = load_k2_catalog(self.settings).load_table(self.settings.table)
         snap = table.current_snapshot()
-        return int(snap.summary["total-records"]) if snap and snap.summary else 0
+        total = snap.summary["total-records"] if snap and snap.summary else None
+        return int(total) if total is not None else 0

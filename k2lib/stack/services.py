@@ -104,7 +104,7 @@ def redis_client(settings: K2Settings, **kwargs: object) -> redis.Redis:
     if settings.redis_password and "@" not in settings.redis_url:
         opts["password"] = settings.redis_password
     opts.update(kwargs)
-    return redis.Redis.from_url(settings.redis_url, **opts)  # type: ignore[arg-type]
+    return redis.Redis.from_url(settings.redis_url, **opts)
 
 
 def redis_healthy(settings: K2Settings) -> bool:

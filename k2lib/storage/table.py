@@ -7,6 +7,7 @@ the hybrid query reads Kafka from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -132,10 +133,8 @@ def offsets_properties(topic: str, offsets: Mapping[int, int]) -> dict[str, str]
 def ensure_table(catalog: Catalog, identifier: str) -> Table:
     """Create `identifier` (and its namespace) if missing; return it. Idempotent."""
     namespace = identifier.rsplit(".", 1)[0]
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
     try:
         return catalog.create_table(
             identifier,

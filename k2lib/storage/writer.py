@@ -36,8 +36,14 @@ class CommitResult:
 
 
 class IcebergWriter:
-    def __init__(self, table: Table, topic: str, *, clock: Callable[[], float] = time.monotonic,
-                 delay_s: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        topic: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        delay_s: Callable[[], float] | None = None,
+    ) -> None:
         self.table = table
         self.topic = topic
         self.clock = clock
@@ -45,8 +51,12 @@ class IcebergWriter:
         self.delay_s = delay_s
         self.commits = 0
 
-    def commit(self, rows: pa.Table, offsets: Mapping[int, int],
-               extra_properties: Mapping[str, str] | None = None) -> CommitResult:
+    def commit(
+        self,
+        rows: pa.Table,
+        offsets: Mapping[int, int],
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> CommitResult:
         """Append `rows` (may be empty) and record `offsets` in the same snapshot."""
         started = self.clock()
         if self.delay_s is not None and (delay := self.delay_s()) > 0:
@@ -73,5 +83,6 @@ class IcebergWriter:
             raise StorageError(f"Iceberg commit failed after {COMMIT_RETRIES} tries: {last_exc}")
         self.commits += 1
         snap = self.table.current_snapshot()
-        return CommitResult(snap.snapshot_id if snap else None, rows.num_rows,
-                            self.clock() - started)
+        return CommitResult(
+            snap.snapshot_id if snap else None, rows.num_rows, self.clock() - started
+        )

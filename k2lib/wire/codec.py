@@ -102,14 +102,13 @@ def decode_batch(values: Sequence[bytes | None]) -> DecodeResult:
         lengths = np.fromiter((len(v) if v is not None else -1 for v in values), np.int64, n)
     sized = lengths == RECORD_SIZE
     rejects: list[Reject] = [
-        Reject(int(i), _length_reason(int(lengths[i])), values[i] or b"")
-        for i in np.flatnonzero(~sized)
+        Reject(i, _length_reason(int(lengths[i])), values[i] or b"")
+        for i in np.flatnonzero(~sized).tolist()
     ]
     sized_idx = np.flatnonzero(sized)
-    if sized_idx.size == n:
-        buf = b"".join(values)  # type: ignore[arg-type]
-    else:
-        buf = b"".join([values[i] for i in sized_idx])  # type: ignore[misc]
+    # Only values of the right length reach here, so none of them is None.
+    picked = values if sized_idx.size == n else [values[i] for i in sized_idx.tolist()]
+    buf = b"".join(picked)  # type: ignore[arg-type]
     rec = np.frombuffer(buf, dtype=RECORD_DTYPE)
     reasons = _validate(rec)
     bad = reasons != ""
