@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 
-def run_k2(*args: str, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_k2(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the real `k2` CLI in a subprocess, as a user would."""
     proc = subprocess.run(
         [sys.executable, "-m", "k2lib.cli.main", *args],

@@ -22,14 +22,31 @@ pytestmark = [pytest.mark.integration, pytest.mark.phase2]
 def stored_keys(settings) -> list[tuple]:
     t = load_k2_catalog(settings).load_table(settings.table)
     cols = t.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    return list(zip(cols.column("exchange").to_pylist(), cols.column("symbol").to_pylist(),
-                    cols.column("seq").to_pylist(), strict=True))
+    return list(
+        zip(
+            cols.column("exchange").to_pylist(),
+            cols.column("symbol").to_pylist(),
+            cols.column("seq").to_pylist(),
+            strict=True,
+        )
+    )
 
 
 def test_poison_flood_of_ten_percent(k2_settings, k2_env, tmp_path: Path):
     truth_file = tmp_path / "truth.json"
-    run_k2("replay", "synthetic", "--limit", "30000", "--faults", "poison=0.1", "--seed", "3",
-           "--truth", str(truth_file), env=k2_env)
+    run_k2(
+        "replay",
+        "synthetic",
+        "--limit",
+        "30000",
+        "--faults",
+        "poison=0.1",
+        "--seed",
+        "3",
+        "--truth",
+        str(truth_file),
+        env=k2_env,
+    )
     truth = json.loads(truth_file.read_text())
     assert truth["poison"] > 2500
     out = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
@@ -38,14 +55,17 @@ def test_poison_flood_of_ten_percent(k2_settings, k2_env, tmp_path: Path):
     assert len(keys) == len(set(keys)) == 30000
 
 
-def test_malformed_csv_rows_are_counted_and_the_rest_stored(k2_settings, k2_env,
-                                                            tmp_path: Path):
+def test_malformed_csv_rows_are_counted_and_the_rest_stored(k2_settings, k2_env, tmp_path: Path):
     path = tmp_path / "trades.csv"
     rows = ["exchange,symbol,seq,ts,price,qty,side"]
     for i in range(1, 501):
         rows.append(f"csvx,ABCUSDT,{i},2024-08-09T00:00:{i % 60:02d}+00:00,10.5,1,buy")
-    rows += ["csvx,ABCUSDT,,2024-08-09T00:00:00+00:00,1,1,", "csvx,ABCUSDT,9999,yesterday,1,1,",
-             "csvx,ABCUSDT,9998,2024-08-09T00:00:00+00:00,-1,1,", "garbage line"]
+    rows += [
+        "csvx,ABCUSDT,,2024-08-09T00:00:00+00:00,1,1,",
+        "csvx,ABCUSDT,9999,yesterday,1,1,",
+        "csvx,ABCUSDT,9998,2024-08-09T00:00:00+00:00,-1,1,",
+        "garbage line",
+    ]
     path.write_text("\n".join(rows) + "\n")
     rep = last_json(run_k2("replay", str(path), env=k2_env).stdout)
     assert rep["records"] == 500 and rep["malformed_rows"] == 4
@@ -54,8 +74,9 @@ def test_malformed_csv_rows_are_counted_and_the_rest_stored(k2_settings, k2_env,
     assert len(set(stored_keys(k2_settings))) == 500
 
 
-def test_truncated_capture_is_a_clear_error_not_a_traceback(k2_env, tmp_path: Path,
-                                                           binance_dir: Path):
+def test_truncated_capture_is_a_clear_error_not_a_traceback(
+    k2_env, tmp_path: Path, binance_dir: Path
+):
     raw = (binance_dir / "spot_ethusdt_20240808.gz").read_bytes()
     bad = tmp_path / "spot_ethusdt_truncated.gz"
     bad.write_bytes(raw[: len(raw) // 3])
@@ -65,8 +86,10 @@ def test_truncated_capture_is_a_clear_error_not_a_traceback(k2_env, tmp_path: Pa
 
 
 def test_corrupt_gzip_lines_do_not_stop_the_file(k2_settings, k2_env, tmp_path: Path):
-    good = ('1723161254087896568 {"stream":"x@trade","data":{"e":"trade","E":1,"s":"XUSDT",'
-            '"t":%d,"p":"1.5","q":"2","T":1723161255342,"m":true}}')
+    good = (
+        '1723161254087896568 {"stream":"x@trade","data":{"e":"trade","E":1,"s":"XUSDT",'
+        '"t":%d,"p":"1.5","q":"2","T":1723161255342,"m":true}}'
+    )
     lines = [good % i for i in range(1, 101)]
     lines.insert(50, '1723161254087896568 {"stream":"x@trade","data":{"e":"trade", broken')
     path = tmp_path / "spot_xusdt_20240808.gz"
@@ -76,23 +99,29 @@ def test_corrupt_gzip_lines_do_not_stop_the_file(k2_settings, k2_env, tmp_path: 
     assert rep["records"] == 100 and rep["malformed_rows"] == 1
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None,
-                    reason="needs root to mount a small tmpfs as a nearly full disk")
-def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settings,
-                                                                    tmp_path: Path):
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("mount") is None,
+    reason="needs root to mount a small tmpfs as a nearly full disk",
+)
+def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settings, tmp_path: Path):
     home = tmp_path / "smallhome"
     home.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(home)]).returncode:
         pytest.skip("cannot mount tmpfs here")
     try:
         tag = uuid.uuid4().hex[:8]
-        settings = stack_settings.with_(home=home, topic=f"df.{tag}", dlq_topic=f"df.{tag}.dlq",
-                                        table=f"df.t_{tag}")
-        env = {"K2_HOME": str(home), "K2_TOPIC": settings.topic,
-               "K2_DLQ_TOPIC": settings.dlq_topic, "K2_TABLE": settings.table,
-               "K2_METRICS_PORT": "0",
-               "K2_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap,
-               "K2_REDIS_URL": stack_settings.redis_url}
+        settings = stack_settings.with_(
+            home=home, topic=f"df.{tag}", dlq_topic=f"df.{tag}.dlq", table=f"df.t_{tag}"
+        )
+        env = {
+            "K2_HOME": str(home),
+            "K2_TOPIC": settings.topic,
+            "K2_DLQ_TOPIC": settings.dlq_topic,
+            "K2_TABLE": settings.table,
+            "K2_METRICS_PORT": "0",
+            "K2_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap,
+            "K2_REDIS_URL": stack_settings.redis_url,
+        }
         from k2lib.stack.services import create_topics
 
         create_topics(settings, {settings.topic: 4, settings.dlq_topic: 1})
@@ -109,8 +138,7 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
                 pass
         os.truncate(filler, filler.stat().st_size - 40_000)
         run_k2("replay", "synthetic", "--limit", "20000", "--seed", "2", env=env)
-        proc = run_k2("ingest", "--until-idle", "1", "--plain", env=env, check=False,
-                      timeout=120)
+        proc = run_k2("ingest", "--until-idle", "1", "--plain", env=env, check=False, timeout=120)
         assert proc.returncode == 2
         assert "no space left" in proc.stderr and "Traceback" not in proc.stderr
         table = load_k2_catalog(settings).load_table(settings.table)

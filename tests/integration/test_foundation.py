@@ -29,15 +29,35 @@ def read_table(settings: K2Settings):
 
 
 def keys_of(table) -> Counter:
-    return Counter(zip(table.column("exchange").to_pylist(), table.column("symbol").to_pylist(),
-                       table.column("seq").to_pylist(), strict=True))
+    return Counter(
+        zip(
+            table.column("exchange").to_pylist(),
+            table.column("symbol").to_pylist(),
+            table.column("seq").to_pylist(),
+            strict=True,
+        )
+    )
 
 
-def test_poison_goes_to_dlq_with_reason_and_valid_rows_are_all_stored(k2_settings, k2_env,
-                                                                      tmp_path: Path):
+def test_poison_goes_to_dlq_with_reason_and_valid_rows_are_all_stored(
+    k2_settings, k2_env, tmp_path: Path
+):
     truth_path = tmp_path / "truth.json"
-    rep = last_json(run_k2("replay", "synthetic", "--limit", "20000", "--faults", "poison=0.02",
-                           "--seed", "5", "--truth", str(truth_path), env=k2_env).stdout)
+    rep = last_json(
+        run_k2(
+            "replay",
+            "synthetic",
+            "--limit",
+            "20000",
+            "--faults",
+            "poison=0.02",
+            "--seed",
+            "5",
+            "--truth",
+            str(truth_path),
+            env=k2_env,
+        ).stdout
+    )
     truth = json.loads(truth_path.read_text())
     assert truth["poison"] > 100
     assert rep["published"] == 20000 + truth["poison"]
@@ -70,8 +90,11 @@ def test_real_binance_captures_are_stored_exactly(k2_settings, k2_env, binance_d
         for t in batch.trades():
             expected[(t.exchange, t.symbol)] += 1
             expected_keys.add(t.key)
-    assert expected == {("binance", "BTCUSDT"): 9757 + 10147, ("binance", "ETHUSDT"): 6106,
-                        ("binance-usdm", "BTCUSDT"): 21313}
+    assert expected == {
+        ("binance", "BTCUSDT"): 9757 + 10147,
+        ("binance", "ETHUSDT"): 6106,
+        ("binance-usdm", "BTCUSDT"): 21313,
+    }
     rep = last_json(run_k2("replay", str(binance_dir), env=k2_env).stdout)
     assert rep["records"] == sum(expected.values())
     last_json(run_k2("ingest", "--until-idle", "2", "--plain", env=k2_env).stdout)
@@ -79,8 +102,9 @@ def test_real_binance_captures_are_stored_exactly(k2_settings, k2_env, binance_d
     stored = keys_of(table)
     assert set(stored) == expected_keys
     assert max(stored.values()) == 1
-    per_venue = Counter(zip(table.column("exchange").to_pylist(),
-                            table.column("symbol").to_pylist(), strict=True))
+    per_venue = Counter(
+        zip(table.column("exchange").to_pylist(), table.column("symbol").to_pylist(), strict=True)
+    )
     assert per_venue == expected
     # exact decimals: the first spot trade's price is the capture's string
     first = table.filter(pc.equal(table.column("seq"), 3735683259))
@@ -90,17 +114,30 @@ def test_real_binance_captures_are_stored_exactly(k2_settings, k2_env, binance_d
 @pytest.mark.slow
 def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(k2_settings, k2_env):
     records = 200_000
-    rep = last_json(run_k2("replay", "synthetic", "--limit", str(records), "--seed", "11",
-                           env=k2_env).stdout)
+    rep = last_json(
+        run_k2("replay", "synthetic", "--limit", str(records), "--seed", "11", env=k2_env).stdout
+    )
     assert rep["records"] == records
     rng = random.Random(42)
     kills = 0
     for _ in range(6):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "k2lib.cli.main", "ingest", "--until-idle", "3", "--plain",
-             "--commit-rows", "15000", "--commit-interval", "0.2"],
+            [
+                sys.executable,
+                "-m",
+                "k2lib.cli.main",
+                "ingest",
+                "--until-idle",
+                "3",
+                "--plain",
+                "--commit-rows",
+                "15000",
+                "--commit-interval",
+                "0.2",
+            ],
             env={**__import__("os").environ, **k2_env},
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(rng.uniform(1.5, 4.0))
         if proc.poll() is None:

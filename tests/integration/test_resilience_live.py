@@ -35,8 +35,11 @@ def test_burst_sheds_low_tiers_then_backfills_exactly_once(stack_settings, unuse
     scraper = threading.Thread(target=scrape_during, args=(unused_port, stop, pages))
     scraper.start()
     try:
-        out = ChaosRun(stack_settings, ChaosConfig(scenarios=("burst",), burst_records=300_000),
-                       registry=registry).run()
+        out = ChaosRun(
+            stack_settings,
+            ChaosConfig(scenarios=("burst",), burst_records=300_000),
+            registry=registry,
+        ).run()
     finally:
         stop.set()
         scraper.join()
@@ -48,22 +51,29 @@ def test_burst_sheds_low_tiers_then_backfills_exactly_once(stack_settings, unuse
     assert out["degradation"]["max_level"] in ("SOFT", "GRACEFUL", "AGGRESSIVE")
     assert out["degradation"]["level"] == "NORMAL"
     during = "\n".join(pages)
-    for name in ("k2_degradation_level", "k2_degradation_transitions_total",
-                 "k2_shed_records_total", "k2_backfilled_records_total",
-                 "k2_consumer_lag_messages", "k2_circuit_breaker_state"):
+    for name in (
+        "k2_degradation_level",
+        "k2_degradation_transitions_total",
+        "k2_shed_records_total",
+        "k2_backfilled_records_total",
+        "k2_consumer_lag_messages",
+        "k2_circuit_breaker_state",
+    ):
         assert name in during, name
     assert any("k2_degradation_level 0.0" not in p for p in pages)  # seen above NORMAL
 
     if shutil.which("promtool") is None:
         pytest.skip("promtool not installed (Debian package prometheus); metrics not linted")
-    lint = subprocess.run(["promtool", "check", "metrics"], input=pages[-1], text=True,
-                          capture_output=True)
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=pages[-1], text=True, capture_output=True
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_redis_outage_raises_the_level_loses_nothing_and_recovers(stack_settings):
-    out = ChaosRun(stack_settings, ChaosConfig(scenarios=("redis_outage",),
-                                               trickle_records=30_000)).run()
+    out = ChaosRun(
+        stack_settings, ChaosConfig(scenarios=("redis_outage",), trickle_records=30_000)
+    ).run()
     assert out["exactly_once"], out
     assert out["settled"]
     levels = [t["to"] for t in out["degradation"]["transitions"]]

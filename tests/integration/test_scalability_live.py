@@ -23,15 +23,31 @@ pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phas
 def table_keys(settings) -> Counter:
     t = load_k2_catalog(settings).load_table(settings.table)
     cols = t.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    return Counter(zip(cols.column("exchange").to_pylist(), cols.column("symbol").to_pylist(),
-                       cols.column("seq").to_pylist(), strict=True))
+    return Counter(
+        zip(
+            cols.column("exchange").to_pylist(),
+            cols.column("symbol").to_pylist(),
+            cols.column("seq").to_pylist(),
+            strict=True,
+        )
+    )
 
 
 def test_real_captures_with_injected_faults_gaps_and_dups_equal_truth(
-        k2_settings, k2_env, binance_dir: Path, tmp_path: Path):
+    k2_settings, k2_env, binance_dir: Path, tmp_path: Path
+):
     truth_path = tmp_path / "truth.json"
-    run_k2("replay", str(binance_dir), "--faults", "dup=0.01,gap=0.002,reorder=0.01",
-           "--seed", "17", "--truth", str(truth_path), env=k2_env)
+    run_k2(
+        "replay",
+        str(binance_dir),
+        "--faults",
+        "dup=0.01,gap=0.002,reorder=0.01",
+        "--seed",
+        "17",
+        "--truth",
+        str(truth_path),
+        env=k2_env,
+    )
     truth = json.loads(truth_path.read_text())
     out = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
     assert out["duplicates"] == truth["duplicates_total"] > 0
@@ -39,27 +55,54 @@ def test_real_captures_with_injected_faults_gaps_and_dups_equal_truth(
     gaps = json.loads(run_k2("gaps", "--format", "json", env=k2_env).stdout)
     assert gaps == truth["gaps"]
     per_key = Counter((g["exchange"], g["symbol"]) for g in gaps)
-    assert set(per_key) <= {("binance", "BTCUSDT"), ("binance", "ETHUSDT"),
-                            ("binance-usdm", "BTCUSDT")}
+    assert set(per_key) <= {
+        ("binance", "BTCUSDT"),
+        ("binance", "ETHUSDT"),
+        ("binance-usdm", "BTCUSDT"),
+    }
     keys = table_keys(k2_settings)
     assert len(keys) == truth["unique_records"] and max(keys.values()) == 1
 
 
 @pytest.mark.slow
 def test_sigkill_twenty_times_with_faults_is_exactly_once_and_gaps_equal_truth(
-        k2_settings, k2_env, tmp_path: Path):
+    k2_settings, k2_env, tmp_path: Path
+):
     truth_path = tmp_path / "truth.json"
-    run_k2("replay", "synthetic", "--limit", "200000", "--faults",
-           "dup=0.01,gap=0.001,reorder=0.005,poison=0.001", "--seed", "23",
-           "--truth", str(truth_path), env=k2_env)
+    run_k2(
+        "replay",
+        "synthetic",
+        "--limit",
+        "200000",
+        "--faults",
+        "dup=0.01,gap=0.001,reorder=0.005,poison=0.001",
+        "--seed",
+        "23",
+        "--truth",
+        str(truth_path),
+        env=k2_env,
+    )
     truth = json.loads(truth_path.read_text())
     rng = random.Random(7)
     kills = 0
     while kills < 20:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "k2lib.cli.main", "ingest", "--until-idle", "2",
-             "--commit-rows", "5000", "--commit-interval", "0.2"],
-            env={**os.environ, **k2_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "k2lib.cli.main",
+                "ingest",
+                "--until-idle",
+                "2",
+                "--commit-rows",
+                "5000",
+                "--commit-interval",
+                "0.2",
+            ],
+            env={**os.environ, **k2_env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(1.2, 3.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

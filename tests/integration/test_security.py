@@ -27,8 +27,12 @@ def free_port() -> int:
 @pytest.fixture
 def protected_redis(tmp_path: Path, stack_settings: K2Settings):
     port = free_port()
-    env = {"K2_HOME": str(tmp_path), "K2_REDIS_PORT": str(port), "K2_REDIS_PASSWORD": SECRET,
-           "K2_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap}
+    env = {
+        "K2_HOME": str(tmp_path),
+        "K2_REDIS_PORT": str(port),
+        "K2_REDIS_PASSWORD": SECRET,
+        "K2_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap,
+    }
     settings = K2Settings.from_env(env)
     stack = LocalStack(settings)
     stack.start_service("redis")
@@ -49,16 +53,20 @@ def test_redis_requirepass_is_enforced_and_k2_passes_it(protected_redis):
 
 
 def test_password_in_url_is_redacted_everywhere(tmp_path: Path):
-    s = K2Settings.from_env({"K2_HOME": str(tmp_path),
-                             "K2_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:1/0"})
+    s = K2Settings.from_env(
+        {"K2_HOME": str(tmp_path), "K2_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:1/0"}
+    )
     assert SECRET not in str(s.redacted())
 
 
 def test_services_listen_on_loopback_only(stack_settings: K2Settings):
     import psutil
 
-    ours = {rec.pid for proc in LocalStack(stack_settings)._processes().values()
-            if (rec := proc.running()) is not None}
+    ours = {
+        rec.pid
+        for proc in LocalStack(stack_settings)._processes().values()
+        if (rec := proc.running()) is not None
+    }
     for conn in psutil.net_connections(kind="tcp"):
         if conn.pid in ours and conn.status == psutil.CONN_LISTEN:
             assert conn.laddr.ip in ("127.0.0.1", "::1"), conn

@@ -21,12 +21,17 @@ def test_defaults_point_at_the_local_stack(tmp_path: Path):
 
 
 def test_external_endpoints_and_sasl_pass_through(tmp_path: Path):
-    s = K2Settings.from_env({
-        "K2_HOME": str(tmp_path), "K2_KAFKA_BOOTSTRAP": "kafka.internal:9092",
-        "K2_REDIS_URL": "redis://:s3cret@cache:6379/1", "K2_KAFKA_SASL_MECHANISM": "PLAIN",
-        "K2_KAFKA_SASL_USERNAME": "k2", "K2_KAFKA_SASL_PASSWORD": "hunter2",
-        "PYICEBERG_CATALOG__K2__URI": "http://rest:8181",
-    })
+    s = K2Settings.from_env(
+        {
+            "K2_HOME": str(tmp_path),
+            "K2_KAFKA_BOOTSTRAP": "kafka.internal:9092",
+            "K2_REDIS_URL": "redis://:s3cret@cache:6379/1",
+            "K2_KAFKA_SASL_MECHANISM": "PLAIN",
+            "K2_KAFKA_SASL_USERNAME": "k2",
+            "K2_KAFKA_SASL_PASSWORD": "hunter2",
+            "PYICEBERG_CATALOG__K2__URI": "http://rest:8181",
+        }
+    )
     assert s.kafka_external and s.redis_external and s.catalog_external
     conf = s.kafka_config(**{"group.id": "g"})
     assert conf["sasl.password"] == "hunter2" and conf["group.id"] == "g"
@@ -36,10 +41,15 @@ def test_external_endpoints_and_sasl_pass_through(tmp_path: Path):
     assert "hunter2" not in shown and "s3cret" not in shown and "***" in shown
 
 
-@pytest.mark.parametrize("env", [
-    {"K2_PARTITIONS": "0"}, {"K2_PARTITIONS": "x"}, {"K2_TABLE": "nonamespace"},
-    {"K2_REDIS_URL": "http://x"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"K2_PARTITIONS": "0"},
+        {"K2_PARTITIONS": "x"},
+        {"K2_TABLE": "nonamespace"},
+        {"K2_REDIS_URL": "http://x"},
+    ],
+)
 def test_bad_settings_are_clear_errors(env, tmp_path: Path):
     with pytest.raises(ConfigError):
         K2Settings.from_env({"K2_HOME": str(tmp_path), **env})

@@ -55,10 +55,19 @@ def test_csv_missing_columns_is_a_clear_error(tmp_path: Path):
 
 def test_parquet_source(tmp_path: Path):
     path = tmp_path / "t.parquet"
-    pq.write_table(pa.table({
-        "exchange": ["binance", "binance"], "symbol": ["ETHUSDT", "ETHUSDT"],
-        "seq": [10, 11], "ts": ["2024-08-09T00:00:00+00:00", "bad"],
-        "price": ["2600.5", "2600.6"], "qty": ["1", "2"]}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "exchange": ["binance", "binance"],
+                "symbol": ["ETHUSDT", "ETHUSDT"],
+                "seq": [10, 11],
+                "ts": ["2024-08-09T00:00:00+00:00", "bad"],
+                "price": ["2600.5", "2600.6"],
+                "qty": ["1", "2"],
+            }
+        ),
+        path,
+    )
     src = open_source(str(path))
     rows = all_rows(src)
     assert [r.seq for r in rows] == [10] and src.report.malformed == 1
@@ -101,8 +110,10 @@ def test_synthetic_is_seeded_and_plausible():
     b = SyntheticFeed(SyntheticConfig(seed=3, records=5000, start_us=10**15))
     ba = [x for x in a.batches(1000)]
     bb = [x for x in b.batches(1000)]
-    assert all(np.array_equal(x.price, y.price) and np.array_equal(x.seq, y.seq)
-               for x, y in zip(ba, bb, strict=True))
+    assert all(
+        np.array_equal(x.price, y.price) and np.array_equal(x.seq, y.seq)
+        for x, y in zip(ba, bb, strict=True)
+    )
     rows = [t for x in ba for t in x.trades()]
     by_sym: dict[str, list[int]] = {}
     for t in rows:
@@ -139,11 +150,17 @@ def test_fault_truth_matches_what_was_published(tmp_path: Path):
     for t in got.trades():
         seen[t.key] = seen.get(t.key, 0) + 1
     assert sum(seen.values()) - len(seen) == truth["duplicates_total"] > 0
-    assert len(seen) == truth["unique_records"] == 30_000 - sum(len(v) for v in
-                                                                 inj.truth.dropped.values())
+    assert (
+        len(seen)
+        == truth["unique_records"]
+        == 30_000 - sum(len(v) for v in inj.truth.dropped.values())
+    )
     # every truth gap is a run of seqs missing from what was published, and nothing else is
-    missing_in_gaps = {(g["exchange"], g["symbol"], s) for g in truth["gaps"]
-                       for s in range(g["first"], g["last"] + 1)}
+    missing_in_gaps = {
+        (g["exchange"], g["symbol"], s)
+        for g in truth["gaps"]
+        for s in range(g["first"], g["last"] + 1)
+    }
     assert not missing_in_gaps & set(seen)
     assert truth["reordered"] > 0
     for k, v in zip(keys, values, strict=True):  # keys are exchange:symbol of the value

@@ -14,10 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_environment_yml_lists_every_pyproject_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = list(project["dependencies"])
-    for extra, deps in project["optional-dependencies"].items():
+    for _extra, deps in project["optional-dependencies"].items():
         wanted += [d for d in deps if not d.startswith("k2lib")]
-    env_lines = {line.strip().lstrip("- ").strip()
-                 for line in (ROOT / "environment.yml").read_text().splitlines()}
+    env_lines = {
+        line.strip().lstrip("- ").strip()
+        for line in (ROOT / "environment.yml").read_text().splitlines()
+    }
     missing = [d for d in wanted if d not in env_lines]
     assert not missing, f"environment.yml is missing {missing}"
 

@@ -21,19 +21,32 @@ TS = 1_723_161_600_000_000
 
 
 def batch(n: int = 3, **over) -> TradeBatch:
-    cols = dict(exchange=["binance"] * n, symbol=["BTCUSDT"] * n, seq=list(range(n)),
-                exch_ts=[TS + i for i in range(n)], recv_ts=[TS + i for i in range(n)],
-                price=[parse_decimal("61837.63")] * n, qty=[parse_decimal("0.02")] * n,
-                side=[1] * n)
+    cols = dict(
+        exchange=["binance"] * n,
+        symbol=["BTCUSDT"] * n,
+        seq=list(range(n)),
+        exch_ts=[TS + i for i in range(n)],
+        recv_ts=[TS + i for i in range(n)],
+        price=[parse_decimal("61837.63")] * n,
+        qty=[parse_decimal("0.02")] * n,
+        side=[1] * n,
+    )
     cols.update(over)
     return TradeBatch.from_columns(**cols)
 
 
-@pytest.mark.parametrize("text,units", [
-    ("61837.63000000", 6_183_763_000_000), ("0.00000001", 1), ("1", 100_000_000),
-    ("0.006", 600_000), ("-1.5", -150_000_000), (".5", 50_000_000),
-    ("1.123456780", 112_345_678),
-])
+@pytest.mark.parametrize(
+    "text,units",
+    [
+        ("61837.63000000", 6_183_763_000_000),
+        ("0.00000001", 1),
+        ("1", 100_000_000),
+        ("0.006", 600_000),
+        ("-1.5", -150_000_000),
+        (".5", 50_000_000),
+        ("1.123456780", 112_345_678),
+    ],
+)
 def test_parse_decimal_is_exact(text, units):
     assert parse_decimal(text) == units
 
@@ -45,8 +58,15 @@ def test_parse_decimal_rejects_bad_input(text):
 
 
 @settings(deadline=None)
-@given(st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("9999999999"),
-                   places=8, allow_nan=False, allow_infinity=False))
+@given(
+    st.decimals(
+        min_value=Decimal("0.00000001"),
+        max_value=Decimal("9999999999"),
+        places=8,
+        allow_nan=False,
+        allow_infinity=False,
+    )
+)
 def test_decimal_round_trips_through_wire_and_arrow(value):
     units = parse_decimal(format(value, "f"))
     assert Decimal(format_decimal(units)) == value
@@ -111,13 +131,19 @@ def test_names_must_be_ascii_and_short():
 
 
 def test_key_codes_and_kafka_keys():
-    b = batch(4, exchange=["binance", "binance-usdm", "binance", "binance"],
-              symbol=["BTCUSDT", "BTCUSDT", "ETHUSDT", "BTCUSDT"])
+    b = batch(
+        4,
+        exchange=["binance", "binance-usdm", "binance", "binance"],
+        symbol=["BTCUSDT", "BTCUSDT", "ETHUSDT", "BTCUSDT"],
+    )
     codes, pairs = b.key_codes()
     assert codes[0] == codes[3] and len(set(codes.tolist())) == 3
     assert b.kafka_keys()[1] == b"binance-usdm:BTCUSDT"
-    assert {p for p in pairs} == {("binance", "BTCUSDT"), ("binance-usdm", "BTCUSDT"),
-                                  ("binance", "ETHUSDT")}
+    assert {p for p in pairs} == {
+        ("binance", "BTCUSDT"),
+        ("binance-usdm", "BTCUSDT"),
+        ("binance", "ETHUSDT"),
+    }
 
 
 @given(st.lists(st.sampled_from([b"A", b"BB", b"BTCUSDT", b"ETHUSDT", b"x" * 16]), max_size=60))
@@ -126,7 +152,7 @@ def test_factorize_is_exact(values):
     codes, uniq = factorize(arr)
     assert np.array_equal(uniq[codes], arr) if len(arr) else True
     assert len(uniq) == len(set(values))
-    codes2, a, b = factorize_pair(arr, arr[::-1].copy())
+    _codes2, a, _b = factorize_pair(arr, arr[::-1].copy())
     assert len(a) == len(set(zip(values, values[::-1], strict=True)))
 
 
@@ -141,9 +167,24 @@ def test_murmur2_matches_kafka_java():
 
 
 def test_trade_value_object():
-    t = Trade(exchange="binance", symbol="BTCUSDT", seq=1, exch_ts=TS, recv_ts=TS,
-              price=Decimal("1.5"), qty=Decimal("2"), side="sell")
+    t = Trade(
+        exchange="binance",
+        symbol="BTCUSDT",
+        seq=1,
+        exch_ts=TS,
+        recv_ts=TS,
+        price=Decimal("1.5"),
+        qty=Decimal("2"),
+        side="sell",
+    )
     b = TradeBatch.from_trades([t])
-    assert next(b.trades()) == Trade(exchange="binance", symbol="BTCUSDT", seq=1, exch_ts=TS,
-                                     recv_ts=TS, price=Decimal("1.50000000"),
-                                     qty=Decimal("2.00000000"), side="sell")
+    assert next(b.trades()) == Trade(
+        exchange="binance",
+        symbol="BTCUSDT",
+        seq=1,
+        exch_ts=TS,
+        recv_ts=TS,
+        price=Decimal("1.50000000"),
+        qty=Decimal("2.00000000"),
+        side="sell",
+    )
