@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
             yield from enumerate(fh, start=1)
-    except (OSError, EOFError) as exc:  # a truncated gzip ends the file, not the replay
+    except (OSError, EOFError, zlib.error) as exc:  # a corrupt gzip: a clear error
         raise SourceError(f"{path.name}: unreadable capture ({exc})") from exc
 
 

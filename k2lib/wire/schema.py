@@ -66,6 +66,8 @@ ARROW_SCHEMA = pa.schema(
 
 def parse_decimal(text: str) -> int:
     """`"60512.0100"` -> 6051201000000: exact, no float. Raises ValidationError."""
+    if not isinstance(text, str):  # a JSON number would already have gone through a float
+        raise ValidationError(f"decimal must be a string, got {type(text).__name__}")
     s = text.strip()
     neg = s.startswith("-")
     if neg or s.startswith("+"):
