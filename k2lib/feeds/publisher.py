@@ -88,7 +88,7 @@ def replay(
     faults: FaultSpec | None = None,
     seed: int = 0,
     truth_path: Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:

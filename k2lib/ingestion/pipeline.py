@@ -247,7 +247,7 @@ class IngestPipeline:
         *,
         max_messages: int | None = None,
         until_idle_s: float | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
         """Consume until `max_messages`, or `until_idle_s` without messages, or a signal."""
         started = self.clock()
