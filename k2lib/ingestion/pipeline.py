@@ -28,6 +28,7 @@ from k2lib.ingestion.metrics import IngestMetrics
 from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
 from k2lib.stack.catalog import load_k2_catalog
+from k2lib.stack.services import topic_id
 from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots
 from k2lib.storage.table import SnapshotOffsets, ensure_table, latest_offsets
 from k2lib.storage.writer import CommitResult, IcebergWriter
@@ -97,6 +98,19 @@ class IngestPipeline:
         self.buffered_rows = 0
         self.resume = latest_offsets(self.table)
         start = dict(self.resume.offsets) if self.resume.topic == settings.topic else {}
+        self.writer.topic_id = current_id = topic_id(settings, settings.topic)
+        if start and self.resume.topic_id and current_id and current_id != self.resume.topic_id:
+            # The broker lost the topic (a memory broker restarted) and it was created
+            # again: its offsets restart at 0. Read it all; dedup drops what the table has.
+            log.warning(
+                "topic %s was recreated on the broker (id %s, the table recorded %s): "
+                "reading it again from the beginning",
+                settings.topic,
+                current_id,
+                self.resume.topic_id,
+            )
+            self.consumer.resets.extend(sorted(start))
+            start = {}
         if self.resume.topic not in (None, settings.topic):
             log.warning(
                 "table offsets are for topic %s, not %s: starting from the beginning",

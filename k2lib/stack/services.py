@@ -145,6 +145,18 @@ def create_topics(settings: K2Settings, topics: dict[str, int], timeout: float =
                 raise ServiceError(f"cannot create topic {name}: {exc}") from exc
 
 
+def topic_id(settings: K2Settings, topic: str, timeout: float = 10.0) -> str | None:
+    """The broker's UUID for `topic` (a wiped and recreated topic gets a new one)."""
+    from confluent_kafka import TopicCollection
+
+    try:
+        admin = AdminClient(settings.kafka_config())  # must outlive the future
+        futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
+        return str(futures[topic].result().topic_id)
+    except Exception:  # a broker without topic ids: offsets alone decide
+        return None
+
+
 def topic_partitions(settings: K2Settings, topic: str, timeout: float = 10.0) -> int:
     md = AdminClient(settings.kafka_config()).list_topics(topic, timeout=timeout)
     meta = md.topics.get(topic)

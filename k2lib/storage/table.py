@@ -43,6 +43,7 @@ __all__ = [
 
 OFFSETS_PROPERTY = "k2.kafka.offsets"
 TOPIC_PROPERTY = "k2.kafka.topic"
+TOPIC_ID_PROPERTY = "k2.kafka.topic_id"  # the broker's topic UUID: a wiped broker has a new one
 
 TRADES_SCHEMA = Schema(
     NestedField(1, "exchange", StringType(), required=True),
@@ -85,6 +86,7 @@ class SnapshotOffsets:
     topic: str | None
     offsets: Mapping[int, int]
     timestamp_ms: int | None = None
+    topic_id: str | None = None
 
     @property
     def recorded(self) -> bool:
@@ -109,6 +111,7 @@ def offsets_of(snapshot: Snapshot | None) -> SnapshotOffsets:
         topic=props.get(TOPIC_PROPERTY),
         offsets={int(p): int(o) for p, o in json.loads(raw).items()},
         timestamp_ms=snapshot.timestamp_ms,
+        topic_id=props.get(TOPIC_ID_PROPERTY),
     )
 
 
@@ -124,10 +127,15 @@ def latest_offsets(table: Table) -> SnapshotOffsets:
     return offsets_of(None)
 
 
-def offsets_properties(topic: str, offsets: Mapping[int, int]) -> dict[str, str]:
+def offsets_properties(
+    topic: str, offsets: Mapping[int, int], topic_id: str | None = None
+) -> dict[str, str]:
     """The snapshot properties a commit writes."""
     payload = {str(p): int(o) for p, o in sorted(offsets.items())}
-    return {TOPIC_PROPERTY: topic, OFFSETS_PROPERTY: json.dumps(payload, separators=(",", ":"))}
+    props = {TOPIC_PROPERTY: topic, OFFSETS_PROPERTY: json.dumps(payload, separators=(",", ":"))}
+    if topic_id:
+        props[TOPIC_ID_PROPERTY] = topic_id
+    return props
 
 
 def ensure_table(catalog: Catalog, identifier: str) -> Table:

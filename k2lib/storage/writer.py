@@ -50,6 +50,7 @@ class IcebergWriter:
         # A chaos hook: extra seconds to stall each commit (a slow object store).
         self.delay_s = delay_s
         self.commits = 0
+        self.topic_id: str | None = None
 
     def commit(
         self,
@@ -61,7 +62,10 @@ class IcebergWriter:
         started = self.clock()
         if self.delay_s is not None and (delay := self.delay_s()) > 0:
             time.sleep(delay)
-        props = {**offsets_properties(self.topic, offsets), **(extra_properties or {})}
+        props = {
+            **offsets_properties(self.topic, offsets, self.topic_id),
+            **(extra_properties or {}),
+        }
         data = rows.sort_by(SORT_KEYS) if rows.num_rows else rows
         last_exc: Exception | None = None
         for attempt in range(COMMIT_RETRIES):

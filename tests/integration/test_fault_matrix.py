@@ -150,3 +150,27 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
         assert len(keys) == len(set(keys)) == 40000
     finally:
         subprocess.run(["umount", "-l", str(home)])
+
+
+def test_broker_wiped_then_feed_republished_keeps_history_and_counts_nothing_twice(
+    k2_settings, k2_env, stack_settings
+):
+    from k2lib.stack import LocalStack
+    from k2lib.stack.services import create_topics
+
+    if stack_settings.kafka_external:
+        pytest.skip("the broker is external: K2 will not restart it")
+    run_k2("replay", "synthetic", "--limit", "20000", "--seed", "31", env=k2_env)
+    first = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
+    assert first["written"] == 20000
+    stack = LocalStack(stack_settings)
+    stack.stop_service("broker")
+    stack.start_service("broker")  # memory only: every topic is gone
+    create_topics(k2_settings, {k2_settings.topic: 4, k2_settings.dlq_topic: 1})
+    run_k2("replay", "synthetic", "--limit", "25000", "--seed", "31", env=k2_env)
+    second = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
+    assert second["broker_resets"] == [0, 1, 2, 3]
+    assert second["duplicates"] == 20000  # the re-published history
+    assert second["written"] == 5000  # only what is new
+    keys = stored_keys(k2_settings)
+    assert len(keys) == len(set(keys)) == 25000
