@@ -10,6 +10,7 @@ Both read the same pre-published topic from offset 0:
 
 from __future__ import annotations
 
+import resource
 import time
 import uuid
 from typing import Any
@@ -106,5 +107,6 @@ def run(settings: K2Settings, *, records: int = 1_000_000, seed: int = 5) -> dic
             full["written"] / full["bench_seconds"], 1
         ),
         "full_stages_duplicates": full.get("duplicates", 0),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "target": ">= 200,000 msg/s end to end and ratio >= 0.5",
     }

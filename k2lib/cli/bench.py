@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from k2lib.config import K2Settings
+from k2lib.stack.services import redis_client
 
 __all__ = ["command"]
 
@@ -26,11 +27,11 @@ def run_one(name: str, settings: K2Settings) -> dict[str, Any]:
     if name == "sequence":
         from k2lib.bench import sequence
 
-        return sequence.run(settings.redis_url)
+        return sequence.run(redis_client(settings))
     if name == "dedup":
         from k2lib.bench import dedup
 
-        return dedup.run(settings.redis_url)
+        return dedup.run(redis_client(settings))
     if name == "query":
         from k2lib.bench import query
 
