@@ -48,6 +48,7 @@ def render_markdown(results: list[dict[str, Any]], machine: dict[str, Any], when
             f"{r.get('baseline_unit', r['unit'])} | {_fmt(r['ratio'])} | {r['baseline_label']} "
             f"| {PEER.get(r['name'], '')} |"
         )
+    lines += _soak_section()
     lines += ["", "## Details", ""]
     for r in results:
         lines.append(f"### {r['name']}")
@@ -57,6 +58,33 @@ def render_markdown(results: list[dict[str, Any]], machine: dict[str, Any], when
                 lines.append(f"- {k}: {_fmt(v) if not isinstance(v, dict) else json.dumps(v)}")
         lines.append("")
     return "\n".join(lines)
+
+
+SOAK = Path("bench/soak.json")
+
+
+def _soak_section() -> list[str]:
+    """The last soak (`python -m k2lib.bench.soak`), when one was run."""
+    if not SOAK.exists():
+        return []
+    s = json.loads(SOAK.read_text())
+    return [
+        "",
+        "## Soak",
+        "",
+        f"`python -m k2lib.bench.soak --minutes {s['minutes']:g} --rate {s['rate_msg_s']:g}`"
+        f" (full stages): {s['written']:,} of {s['published']:,} records written. RSS "
+        f"{s['rss_mb_first']} MB at start, {s['rss_mb_max']} MB max, {s['rss_mb_last']} MB "
+        f"at the end; slope over the second half {s['rss_mb_per_min_second_half']} MB/min. "
+        f"Largest lag {s['lag_max']:,} messages. Open files {s['fds_first']} -> "
+        f"{s['fds_last']} ({s['samples']} samples).",
+    ]
+
+
+def rerender(path: Path = Path("bench/results.json")) -> None:
+    """Regenerate docs/performance.md from the last results (e.g. after a soak)."""
+    data = json.loads(path.read_text())
+    DOC.write_text(render_markdown(data["results"], data["machine"], data["measured_at"]))
 
 
 def write_report(results: list[dict[str, Any]], machine: dict[str, Any], path: Path) -> None:
