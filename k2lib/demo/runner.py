@@ -1,0 +1,196 @@
+"""`k2 demo`: execute the notebooks in order, headless, against the live stack; write a report.
+
+Each notebook runs in a fresh kernel (nbclient), exactly as a presenter's "Restart and run
+all" would. The executed copies and one HTML page per notebook go under `out/`, with an
+`index.html` that links them and records how long each took. Plotly figures travel in the
+notebooks as JSON (`application/vnd.plotly.v1+json`, rendered natively by JupyterLab); the
+report gives each one an HTML rendering against one local copy of plotly.js, so it opens
+offline. The kernels' stderr goes to `out/kernels.log`.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import nbformat
+import plotly
+import plotly.io as pio
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
+
+__all__ = [
+    "BUDGET_S",
+    "DEFAULT_NOTEBOOKS",
+    "DemoReport",
+    "NotebookRun",
+    "find_notebooks",
+    "run_demo",
+]
+
+DEFAULT_NOTEBOOKS = (
+    "00_positioning",
+    "01_ingestion",
+    "02_storage",
+    "03_monitoring_degradation",
+    "04_hybrid_query",
+    "05_cost",
+)
+BUDGET_S = 180.0
+CELL_TIMEOUT_S = 150
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+PLOTLY_JS = "plotly.min.js"
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    seconds: float
+    ok: bool
+    error: str = ""
+    html: str = ""
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    runs: list[NotebookRun] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and all(r.ok for r in self.runs)
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.html"
+
+    def lines(self) -> list[str]:
+        rows = [f"{'ok  ' if r.ok else 'FAIL'} {r.name:28s} {r.seconds:6.1f}s" for r in self.runs]
+        verdict = "within" if self.seconds <= BUDGET_S else "OVER"
+        rows.append(f"total {self.seconds:.1f}s ({verdict} the {BUDGET_S:.0f}s budget)")
+        return rows
+
+
+def find_notebooks(directory: Path, names: Sequence[str] | None = None) -> list[Path]:
+    """The notebooks to run, in story order. `names` may omit the `.ipynb` or the number."""
+    wanted = list(names) if names else list(DEFAULT_NOTEBOOKS)
+    available = sorted(directory.glob("*.ipynb"))
+    found = []
+    for name in wanted:
+        stem = name.removesuffix(".ipynb")
+        match = [p for p in available if p.stem == stem or p.stem.split("_", 1)[-1] == stem]
+        if not match:
+            raise FileNotFoundError(f"no notebook {name!r} in {directory}")
+        found.append(match[0])
+    return found
+
+
+def _add_plotly_html(nb: nbformat.NotebookNode) -> None:
+    """Give every plotly output an HTML rendering (for the report only)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if PLOTLY_MIME in data and "text/html" not in data:
+                fig = pio.from_json(_json_text(data[PLOTLY_MIME]), skip_invalid=True)
+                data["text/html"] = pio.to_html(fig, include_plotlyjs=False, full_html=False)
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _export_html(nb: nbformat.NotebookNode, title: str) -> str:
+    report_nb = nbformat.from_dict(nb)
+    _add_plotly_html(report_nb)
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(report_nb, resources={"metadata": {"name": title}})
+    # plotly.js first: loaded after the page's require.js it would register as an AMD module
+    # and never define window.Plotly.
+    return body.replace("<head>", f'<head>\n<script src="{PLOTLY_JS}"></script>', 1)
+
+
+def _execute(path: Path, cwd: Path, log: IO[str]) -> tuple[nbformat.NotebookNode, str]:
+    """Run every cell in a fresh kernel (its stderr into `log`); returns the error, if any."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+        store_widget_state=True,
+        record_timing=False,
+    )
+    try:
+        client.execute(stderr=log)
+    except CellExecutionError as exc:
+        return nb, str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    except Exception as exc:  # a dead kernel or a timeout: report it, run the next notebook
+        return nb, f"{type(exc).__name__}: {exc}"
+    return nb, ""
+
+
+def _index_html(report: DemoReport) -> str:
+    rows = "\n".join(
+        f"<tr><td>{'✅' if r.ok else '❌'}</td><td><a href='{html.escape(r.html)}'>"
+        f"{html.escape(r.name)}</a></td><td>{r.seconds:.1f} s</td>"
+        f"<td>{html.escape(r.error)}</td></tr>"
+        for r in report.runs
+    )
+    budget = "within" if report.seconds <= BUDGET_S else "over"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>K2 demo report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}
+td,th{{padding:.3em .8em;text-align:left}}tr:nth-child(even){{background:#f4f6f8}}</style>
+</head><body>
+<h1>K2 in ten minutes: demo report</h1>
+<p>Executed headless against the live local stack, in story order.
+Total <b>{report.seconds:.1f} s</b> ({budget} the {BUDGET_S:.0f} s budget).</p>
+<table><tr><th></th><th>notebook</th><th>runtime</th><th>error</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def run_demo(
+    notebooks: Path,
+    out: Path,
+    *,
+    names: Sequence[str] | None = None,
+    write_back: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
+) -> DemoReport:
+    """Execute the notebooks in order; write executed copies, HTML pages and index.html."""
+    paths = find_notebooks(notebooks, names)
+    (out / "executed").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)
+    (out / "kernels.log").write_text("")  # the kernels' own stderr, kept out of the console
+    report = DemoReport(out=out)
+    started = time.monotonic()
+    for path in paths:
+        progress(f"running {path.name} ...")
+        t0 = time.monotonic()
+        with (out / "kernels.log").open("a") as log:
+            nb, error = _execute(path, path.parent, log)
+        run = NotebookRun(path.stem, time.monotonic() - t0, ok=not error, error=error)
+        nbformat.write(nb, out / "executed" / path.name)
+        if write_back and run.ok:
+            nbformat.write(nb, path)
+        run.html = f"{path.stem}.html"
+        (out / run.html).write_text(_export_html(nb, path.stem), encoding="utf-8")
+        report.runs.append(run)
+        progress(
+            f"{'ok' if run.ok else 'FAILED'} {path.name} in {run.seconds:.1f}s"
+            + (f": {error}" if error else "")
+        )
+    report.seconds = time.monotonic() - started
+    report.index.write_text(_index_html(report), encoding="utf-8")
+    return report

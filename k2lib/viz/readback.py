@@ -1,0 +1,83 @@
+"""Reading results back from the live stack: the DLQ topic, the table's keys, open gaps.
+
+The notebooks check what K2 did by reading what it wrote, never by trusting its counters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from k2lib.config import K2Settings
+from k2lib.stack import redis_client
+from k2lib.viz.workspace import Workspace
+
+__all__ = ["list_open_gaps", "read_dlq", "table_key_check"]
+
+DLQ_READ_TIMEOUT_S = 15.0
+
+
+def list_open_gaps(settings: K2Settings) -> list[dict[str, Any]]:
+    """The open gaps the Redis sequence tracker holds for this topic (what `k2 gaps` lists)."""
+    try:
+        from k2lib.ingestion.sequence.gaps import list_gaps
+    except ImportError:  # no sequence tracker in this build
+        return []
+    prefix = getattr(settings, "sequence_prefix", f"k2:{settings.topic}:seq:")
+    client = redis_client(settings)
+    try:
+        return list_gaps(client, prefix)
+    finally:
+        client.close()
+
+
+def read_dlq(settings: K2Settings, expected: int | None = None) -> dict[str, int]:
+    """Every message on the DLQ topic, counted by its `k2.reason` header."""
+    consumer = Consumer(
+        settings.kafka_config(
+            **{
+                "group.id": "k2-demo-dlq-reader",
+                "enable.partition.eof": True,
+                "enable.auto.commit": False,
+            }
+        )
+    )
+    consumer.assign([TopicPartition(settings.dlq_topic, 0, 0)])
+    reasons: Counter[str] = Counter()
+    deadline = time.monotonic() + DLQ_READ_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            eof = False
+            for m in consumer.consume(1000, timeout=0.5):
+                err = m.error()
+                if err is None:
+                    reason = dict(m.headers() or []).get("k2.reason") or b"?"
+                    reasons[reason.decode() if isinstance(reason, bytes) else reason] += 1
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    eof = True
+            if eof and (expected is None or sum(reasons.values()) >= expected):
+                break
+    finally:
+        consumer.close()
+    return dict(sorted(reasons.items()))
+
+
+def table_key_check(workspace: Workspace) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows, distinct `(exchange, symbol, seq)` keys and rows stored twice; rows per key."""
+    workspace.table.refresh()
+    cols = workspace.table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
+    keys = Counter(
+        zip(
+            cols.column("exchange").to_pylist(),
+            cols.column("symbol").to_pylist(),
+            cols.column("seq").to_pylist(),
+            strict=True,
+        )
+    )
+    per_key: Counter[str] = Counter(f"{e}:{s}" for e, s, _ in keys)
+    twice = sum(c - 1 for c in keys.values() if c > 1)
+    table = {"rows": cols.num_rows, "unique_keys": len(keys), "duplicate_rows": twice}
+    return table, dict(sorted(per_key.items()))
