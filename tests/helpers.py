@@ -27,3 +27,19 @@ def run_k2(
 def last_json(stdout: str) -> dict:
     """The JSON summary a run prints as its last line of stdout."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def stored_keys(settings) -> list[tuple[str, str, int]]:
+    """Every `(exchange, symbol, seq)` in the settings' Iceberg table, duplicates included."""
+    from k2lib.stack.catalog import load_k2_catalog
+
+    table = load_k2_catalog(settings).load_table(settings.table)
+    cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
+    return list(
+        zip(
+            cols.column("exchange").to_pylist(),
+            cols.column("symbol").to_pylist(),
+            cols.column("seq").to_pylist(),
+            strict=True,
+        )
+    )

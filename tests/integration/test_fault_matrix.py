@@ -14,22 +14,9 @@ from pathlib import Path
 import pytest
 
 from k2lib.stack.catalog import load_k2_catalog
-from tests.helpers import last_json, run_k2
+from tests.helpers import last_json, run_k2, stored_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.phase2]
-
-
-def stored_keys(settings) -> list[tuple]:
-    t = load_k2_catalog(settings).load_table(settings.table)
-    cols = t.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    return list(
-        zip(
-            cols.column("exchange").to_pylist(),
-            cols.column("symbol").to_pylist(),
-            cols.column("seq").to_pylist(),
-            strict=True,
-        )
-    )
 
 
 def test_poison_flood_of_ten_percent(k2_settings, k2_env, tmp_path: Path):

@@ -14,23 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from k2lib.stack.catalog import load_k2_catalog
-from tests.helpers import last_json, run_k2
+from tests.helpers import last_json, run_k2, stored_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
-
-
-def table_keys(settings) -> Counter:
-    t = load_k2_catalog(settings).load_table(settings.table)
-    cols = t.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    return Counter(
-        zip(
-            cols.column("exchange").to_pylist(),
-            cols.column("symbol").to_pylist(),
-            cols.column("seq").to_pylist(),
-            strict=True,
-        )
-    )
 
 
 def test_real_captures_with_injected_faults_gaps_and_dups_equal_truth(
@@ -60,7 +46,7 @@ def test_real_captures_with_injected_faults_gaps_and_dups_equal_truth(
         ("binance", "ETHUSDT"),
         ("binance-usdm", "BTCUSDT"),
     }
-    keys = table_keys(k2_settings)
+    keys = Counter(stored_keys(k2_settings))
     assert len(keys) == truth["unique_records"] and max(keys.values()) == 1
 
 
@@ -111,7 +97,7 @@ def test_sigkill_twenty_times_with_faults_is_exactly_once_and_gaps_equal_truth(
         else:
             break  # it finished everything before the kill: nothing left to interrupt
     final = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
-    keys = table_keys(k2_settings)
+    keys = Counter(stored_keys(k2_settings))
     assert kills >= 10
     assert len(keys) == truth["unique_records"]
     assert max(keys.values()) == 1

@@ -15,13 +15,13 @@ The window keys are named inside the script, so this needs one Redis, not a clus
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 
 import numpy as np
 import redis as redis_py
 
 from k2lib.errors import ConfigError, ServiceError
 from k2lib.ingestion.dedup.store import DedupStore, StorePlan, StoreVerdict, Verdict
+from k2lib.ingestion.scripts import load_script
 
 __all__ = ["DEFAULT_PREFIX", "RedisDedupStore"]
 
@@ -35,7 +35,7 @@ class RedisDedupStore(DedupStore):
             raise ConfigError("the dedup store needs a Redis client with decode_responses=False")
         self._client = client
         self.prefix = prefix
-        source = resources.files("k2lib.ingestion.dedup").joinpath("dedup.lua").read_text()
+        source = load_script("k2lib.ingestion.dedup", "dedup.lua")
         self._script = client.register_script(source)
         self._offsets_key = f"{prefix}offsets"
 

@@ -19,13 +19,13 @@ classification), so the tracker needs one Redis, not a cluster.
 from __future__ import annotations
 
 import struct
-from importlib import resources
 
 import numpy as np
 import redis as redis_py
 from prometheus_client import CollectorRegistry
 
 from k2lib.errors import ConfigError, ServiceError
+from k2lib.ingestion import scripts
 from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
 from k2lib.ingestion.sequence._runs import Replay, RunOutcome, RunPlan
 from k2lib.ingestion.sequence.gaps import DEFAULT_PREFIX, list_gaps
@@ -38,7 +38,7 @@ _NEW_GAP = np.dtype([("key", "<i4"), ("first", "<i8"), ("last", "<i8")])
 
 
 def load_script(name: str) -> str:
-    return resources.files("k2lib.ingestion.sequence").joinpath(name).read_text()
+    return scripts.load_script("k2lib.ingestion.sequence", name)
 
 
 class RedisSequenceTracker(SequenceTracker):
