@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from k2lib.wire.factorize import factorize
 from k2lib.wire.schema import MAX_DECIMAL_INT, SCHEMA_VERSION, TradeBatch
 
 __all__ = [
@@ -110,11 +111,10 @@ def decode_batch(values: Sequence[bytes | None]) -> DecodeResult:
     picked = values if sized_idx.size == n else [values[i] for i in sized_idx.tolist()]
     buf = b"".join(picked)  # type: ignore[arg-type]
     rec = np.frombuffer(buf, dtype=RECORD_DTYPE)
-    reasons = _validate(rec)
-    bad = reasons != ""
-    for j in np.flatnonzero(bad):
+    bad, reasons = _validate(rec)
+    for j, reason in zip(np.flatnonzero(bad).tolist(), reasons, strict=True):
         i = int(sized_idx[j])
-        rejects.append(Reject(i, str(reasons[j]), values[i] or b""))
+        rejects.append(Reject(i, reason, values[i] or b""))
     good = rec[~bad]
     batch = TradeBatch.from_columns(
         exchange=good["exchange"],
@@ -130,9 +130,9 @@ def decode_batch(values: Sequence[bytes | None]) -> DecodeResult:
     return DecodeResult(batch=batch, index=sized_idx[~bad], rejects=rejects)
 
 
-def _validate(rec: np.ndarray) -> np.ndarray:
-    """Per-row reason ('' when valid). Later rules win, so the first failing rule is kept."""
-    reasons = np.full(rec.shape[0], "", dtype=object)
+def _validate(rec: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """-> (bad mask, the reason of each bad row in order). The first failing rule, in the
+    order below read from the bottom up, is the reason; reasons are built for bad rows only."""
     rules = [
         (rec["qty"] > MAX_DECIMAL_INT, "qty out of range for decimal(18,8)"),
         (rec["price"] > MAX_DECIMAL_INT, "price out of range for decimal(18,8)"),
@@ -147,12 +147,24 @@ def _validate(rec: np.ndarray) -> np.ndarray:
         (rec["version"] != SCHEMA_VERSION, "unsupported schema version"),
         (rec["magic"] != MAGIC, "bad magic (not a K2 record)"),
     ]
+    bad = np.zeros(rec.shape[0], bool)
+    for mask, _ in rules:
+        bad |= mask
+    if not bad.any():
+        return bad, []
+    reasons = np.full(rec.shape[0], "", dtype=object)
     for mask, reason in rules:
         reasons[mask] = reason
-    return reasons
+    return bad, [str(r) for r in reasons[bad]]
 
 
 def _is_name(field: np.ndarray) -> np.ndarray:
+    # A poll holds few distinct names: check each distinct value once.
+    codes, uniq = factorize(field)
+    return _names_ok(uniq)[codes]
+
+
+def _names_ok(field: np.ndarray) -> np.ndarray:
     raw = np.ascontiguousarray(field).view(np.uint8).reshape(-1, FIELD_WIDTH)
     present = raw != 0
     # NUL padding only at the end: once a NUL appears, every later byte is NUL.
