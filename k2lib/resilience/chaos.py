@@ -1,9 +1,11 @@
 """The live degradation demo: real load and real faults against the live stack.
 
-`ChaosRun` runs `k2 ingest`'s pipeline in a background thread and applies, in order:
+`ChaosRun` runs `k2 ingest`'s pipeline in a background thread and applies, in order (all
+trades from one seeded feed, so each symbol's ids stay one session):
 
-1. a burst: a synthetic replay at full rate (lag climbs, low tiers are shed to the spill);
-2. a slow Iceberg commit (the writer stalls; batch latency climbs);
+1. a slow Iceberg commit (the next commits stall; batch latency climbs);
+2. a burst: a synthetic replay at full rate into the stalled consumer (lag climbs, low
+   tiers are shed to the spill), then a trickle;
 3. a Redis outage (the Redis-backed stages fail, the breaker opens, records are deferred),
    then Redis comes back (a half-open probe closes the breaker, the level steps down).
 
@@ -17,13 +19,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from k2lib.config import K2Settings
+from k2lib.feeds.base import SourceReport
 from k2lib.feeds.faults import FaultSpec
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
@@ -33,6 +36,7 @@ from k2lib.resilience.manager import DegradationConfig
 from k2lib.resilience.signals import INF, Thresholds
 from k2lib.stack import LocalStack
 from k2lib.stack.services import create_topics
+from k2lib.wire.schema import TradeBatch
 
 __all__ = ["DEMO_DEGRADATION", "ChaosConfig", "ChaosRun", "exactly_once_check"]
 
@@ -50,7 +54,7 @@ class ChaosConfig:
     burst_records: int = 250_000
     trickle_records: int = 20_000
     slow_commit_s: float = 3.0
-    slow_commits: int = 2
+    slow_commits: int = 3
     redis_outage_s: float = 8.0
     settle_timeout_s: float = 60.0
     seed: int = 21
@@ -80,6 +84,23 @@ def exactly_once_check(settings: K2Settings, expected_unique: int) -> dict[str, 
         "expected_unique": expected_unique,
         "exactly_once": duplicated == 0 and len(keys) == expected_unique,
     }
+
+
+class _Slice:
+    """The next `records` trades of a running feed, as a FeedSource for `replay`."""
+
+    def __init__(self, batches: Iterator[TradeBatch], records: int, label: str) -> None:
+        self._batches, self._records = batches, records
+        self.name = f"synthetic ({label})"
+        self.report = SourceReport()
+
+    def batches(self, chunk: int = 10_000) -> Iterator[TradeBatch]:
+        while self.report.records < self._records:
+            batch = next(self._batches, None)
+            if batch is None:
+                return
+            self.report.records += len(batch)
+            yield batch
 
 
 class ChaosRun:
@@ -134,19 +155,24 @@ class ChaosRun:
         self._event("ingest started", topic=s.topic, table=s.table)
         # Let NORMAL's minimum dwell pass, so the burst's lag can move the level at once.
         time.sleep(cfg.degradation.min_dwell_s + 0.5)
-        seed = cfg.seed
-        if "burst" in cfg.scenarios:
-            self._publish(cfg.burst_records, seed, "burst")
-            self._wait_level(DegradationLevel.SOFT, timeout=20)
+        # One feed for the whole run, so each symbol's trade ids stay one session.
+        total = cfg.burst_records + 2 * cfg.trickle_records
+        self._feed = SyntheticFeed(
+            SyntheticConfig(seed=cfg.seed, records=total, symbols=40)
+        ).batches(10_000)
         if "slow_commit" in cfg.scenarios:
+            # The object store slows down first; the burst then finds the consumer stalled.
             self._slow_left = cfg.slow_commits
             self._event("slow commit", seconds=cfg.slow_commit_s, commits=cfg.slow_commits)
-            self._publish(cfg.trickle_records, seed + 1, "trickle")
+        if "burst" in cfg.scenarios:
+            self._publish(cfg.burst_records, "burst")
+            self._wait_level(DegradationLevel.SOFT, timeout=20)
+        self._publish(cfg.trickle_records, "trickle")
         if "redis_outage" in cfg.scenarios and not self.base.redis_external:
             stack = LocalStack(self.base)
             self._event("redis stopped")
             stack.stop_service("redis")
-            self._publish(cfg.trickle_records, seed + 2, "during outage")
+            self._publish(cfg.trickle_records, "during outage")
             time.sleep(cfg.redis_outage_s)
             stack.start_service("redis")
             self._event("redis started")
@@ -164,9 +190,8 @@ class ChaosRun:
             "table": s.table,
         }
 
-    def _publish(self, records: int, seed: int, label: str) -> None:
-        feed = SyntheticFeed(SyntheticConfig(seed=seed, records=records, symbols=40))
-        summary = replay(feed, self.settings, faults=FaultSpec(), seed=seed)
+    def _publish(self, records: int, label: str) -> None:
+        summary = replay(_Slice(self._feed, records, label), self.settings, faults=FaultSpec())
         self.sent_unique += summary["records"]
         self._event(
             f"published {label}", records=summary["records"], rate_msg_s=summary["rate_msg_s"]
