@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from k2lib.config import K2Settings
 from k2lib.stack import LocalStack
@@ -60,3 +61,11 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A raw redis-py client on the stack's Redis (tests give their keys a uuid prefix)."""
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()

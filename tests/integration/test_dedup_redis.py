@@ -13,6 +13,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from k2lib.bench.sequence import drop_prefix
 from k2lib.clock import ManualClock
 from k2lib.errors import ServiceError
 from k2lib.ingestion.dedup import (
@@ -31,21 +32,8 @@ CONFIG = DedupConfig(window_s=60.0, capacity=50_000)
 TINY = DedupConfig(window_s=60.0, capacity=10, error_rate=0.5)
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(redis_url)
-    yield r
-    r.close()
-
-
 def fresh_prefix() -> str:
     return f"test:dedup:{uuid.uuid4().hex}:"
-
-
-def drop_prefix(r: redis.Redis, prefix: str) -> None:
-    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        r.delete(*keys)
 
 
 @pytest.fixture

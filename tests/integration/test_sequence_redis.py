@@ -15,6 +15,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from k2lib.bench.sequence import drop_prefix
 from k2lib.errors import ServiceError
 from k2lib.ingestion.sequence import SeqLabel, SequenceConfig
 from k2lib.ingestion.sequence.gaps import list_gaps
@@ -28,21 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phas
 CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000, replay_detection=True)
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(redis_url)
-    yield r
-    r.close()
-
-
 def fresh_prefix() -> str:
     return f"test:seq:{uuid.uuid4().hex}:"
-
-
-def drop_prefix(r: redis.Redis, prefix: str) -> None:
-    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        r.delete(*keys)
 
 
 @pytest.fixture
