@@ -3,7 +3,7 @@
 Arrivals are a Poisson process per symbol (BTCUSDT about 15 trades/s, as in the spot
 capture), prices a geometric random walk rounded to the tick, sizes log-normal around a
 typical notional. Each symbol has its own contiguous trade ids. The same seed gives the
-same trades; only `start_us` (default: now) shifts them in time.
+same trades; only `start_us` shifts them in time (default: the feed ends about now).
 """
 
 from __future__ import annotations
@@ -76,8 +76,11 @@ class SyntheticFeed:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed + 1)
         n_sym = len(self.symbols)
-        start_us = cfg.start_us if cfg.start_us is not None else int(time.time() * 1e6)
         total_rate = float(self.rate.sum())
+        if cfg.start_us is not None:
+            start_us = cfg.start_us
+        else:  # end about now, so "the last 15 minutes" holds the newest trades
+            start_us = int(time.time() * 1e6 - cfg.records / total_rate * 1e6)
         weights = self.rate / total_rate
         log_price = np.log(self.start_price)
         next_seq = self.first_seq.copy()
