@@ -3,6 +3,7 @@ back and checked: every unique record once, and nothing else."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
@@ -117,12 +118,13 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
         table = load_k2_catalog(settings).load_table(settings.table)
         snapshots_before = len(table.snapshots())
         filler = home / "filler"
-        with open(filler, "wb") as fh:
+        # Unbuffered, so no tail is left in a buffer for close() to fail on.
+        with open(filler, "wb", buffering=0) as fh:
             try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass
+                while fh.write(b"\0" * 65536):
+                    pass
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
         os.truncate(filler, filler.stat().st_size - 40_000)
         run_k2("replay", "synthetic", "--limit", "20000", "--seed", "2", env=env)
         proc = run_k2("ingest", "--until-idle", "1", "--plain", env=env, check=False, timeout=120)
