@@ -2,7 +2,8 @@
 
 Both read the same pre-published topic from offset 0:
 
-- baseline: confluent-kafka `assign()` + `consume(100k)` + `decode_batch` (no storage);
+- baseline: confluent-kafka `assign()` + `consume()` + `decode_batch` (no storage), with
+  the consumer settings and poll size K2 uses;
 - K2: the ingest pipeline, Kafka -> decode/validate -> Iceberg commit (200k-row commits);
 - detail: the same with the full stages (sequence tracking, dedup, degradation) when
   they are available.
@@ -20,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from k2lib.config import K2Settings
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
+from k2lib.ingestion.consumer import CONSUMER_DEFAULTS
 from k2lib.resilience.manager import DegradationConfig
 from k2lib.resilience.signals import INF, Thresholds
 from k2lib.stack.services import create_topics
@@ -31,18 +33,12 @@ _OFF = Thresholds(enter=(INF, INF, INF, INF), exit=(INF, INF, INF, INF))
 NO_DEGRADATION = DegradationConfig(lag=_OFF, latency=_OFF, rss=_OFF)
 
 
-def _raw_consume(settings: K2Settings, topic: str, expected: int) -> float:
+def _raw_consume(settings: K2Settings, topic: str, expected: int, poll_max: int) -> float:
+    """The same client settings and poll size K2 uses, with nothing after the decode."""
     consumer = Consumer(
         settings.kafka_config(
-            **{
-                "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                "queued.min.messages": 1_000_000,
-                "fetch.wait.max.ms": 10,
-            }
+            **{**CONSUMER_DEFAULTS, "statistics.interval.ms": 0},
+            **{"group.id": f"bench-{uuid.uuid4().hex[:6]}"},
         )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
@@ -50,7 +46,7 @@ def _raw_consume(settings: K2Settings, topic: str, expected: int) -> float:
     got = 0
     deadline = started + 120
     while got < expected and time.perf_counter() < deadline:
-        msgs = consumer.consume(100_000, timeout=1.0)
+        msgs = consumer.consume(poll_max, timeout=1.0)
         values = [m.value() for m in msgs if m.error() is None]
         if values:
             got += len(decode_batch(values).batch)
@@ -87,7 +83,9 @@ def run(settings: K2Settings, *, records: int = 1_000_000, seed: int = 5) -> dic
     start_us = 1_723_161_600_000_000
     feed = SyntheticFeed(SyntheticConfig(seed=seed, records=records, start_us=start_us))
     published = replay(feed, topic)
-    baseline = _raw_consume(topic, topic.topic, records)
+    from k2lib.ingestion.pipeline import IngestConfig
+
+    baseline = _raw_consume(topic, topic.topic, records, IngestConfig().poll_max)
     plain = _pipeline(topic, records, full=False)
     value = plain["written"] / plain["bench_seconds"]
     full_topic = topic.with_(table=f"bench.ingest_full_{tag}")

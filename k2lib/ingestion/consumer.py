@@ -30,7 +30,7 @@ CONSUMER_DEFAULTS = {
     # An offset past the end means the (memory) broker was wiped: we want to know, not to
     # be silently moved, so the reset surfaces as an error we handle and report.
     "auto.offset.reset": "error",
-    "enable.partition.eof": True,
+    "enable.partition.eof": False,
     "fetch.max.bytes": 64 * 1024 * 1024,
     "max.partition.fetch.bytes": 16 * 1024 * 1024,
     "queued.max.messages.kbytes": 262_144,

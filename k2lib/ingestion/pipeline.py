@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from prometheus_client import CollectorRegistry
 from pyiceberg.catalog import Catalog
 
@@ -42,7 +41,7 @@ log = logging.getLogger("k2.ingest")
 
 @dataclass(frozen=True, kw_only=True)
 class IngestConfig:
-    poll_max: int = 50_000
+    poll_max: int = 20_000
     poll_timeout_s: float = 0.5
     commit_rows: int = 250_000
     commit_interval_s: float = 2.0
@@ -215,7 +214,7 @@ class IngestPipeline:
     def _write(
         self, batches: list[TradeBatch], offsets: dict[int, int], properties: dict[str, str]
     ) -> CommitResult:
-        rows = TradeBatch.concat(batches).to_arrow() if batches else _empty_rows()
+        rows = TradeBatch.concat(batches)
         return self.stages.guard_commit(
             lambda: self.writer.commit(rows, offsets, extra_properties=properties)
         )
@@ -321,10 +320,6 @@ class IngestPipeline:
 
     def stop(self) -> None:
         self._stop = True
-
-
-def _empty_rows() -> pa.Table:
-    return TradeBatch.empty().to_arrow()
 
 
 def _install_stop(pipeline: IngestPipeline) -> Any:

@@ -13,6 +13,7 @@ from pyiceberg.table import Table
 from k2lib.config import K2Settings
 from k2lib.errors import ServiceError
 from k2lib.storage.table import offsets_properties
+from k2lib.storage.writer import storage_order
 from k2lib.wire.codec import encode_batch
 from k2lib.wire.schema import SCALE, TradeBatch
 
@@ -23,7 +24,6 @@ __all__ = [
     "next_seq",
     "produce",
     "synthetic_trades",
-    "writer_order",
 ]
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
@@ -103,17 +103,12 @@ def produce(settings: K2Settings, topic: str, batch: TradeBatch, *, timeout: flo
         raise ServiceError(f"{topic}: messages still unsent after {timeout}s")
 
 
-def writer_order(batch: TradeBatch) -> TradeBatch:
-    """Sorted by exchange, symbol, exch_ts: the layout the ingest writer commits."""
-    return batch.take(np.lexsort((batch.exch_ts, batch.symbol, batch.exchange)))
-
-
 def append_with_offsets(
     table: Table, batch: TradeBatch, topic: str, offsets: Mapping[int, int]
 ) -> None:
     """Append `batch` (with its Kafka columns) and record `offsets` as ingest does."""
     table.append(
-        writer_order(batch).to_arrow(), snapshot_properties=offsets_properties(topic, offsets)
+        storage_order(batch).to_arrow(), snapshot_properties=offsets_properties(topic, offsets)
     )
 
 

@@ -13,19 +13,26 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import pyarrow as pa
+import numpy as np
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from k2lib.errors import DiskFullError, StorageError
 from k2lib.storage.table import offsets_properties
+from k2lib.wire.schema import TradeBatch
 
-__all__ = ["CommitResult", "IcebergWriter"]
+__all__ = ["CommitResult", "IcebergWriter", "storage_order"]
 
 log = logging.getLogger("k2.storage")
 
-SORT_KEYS = [("exchange", "ascending"), ("symbol", "ascending"), ("exch_ts", "ascending")]
 COMMIT_RETRIES = 5
+
+
+def storage_order(batch: TradeBatch) -> TradeBatch:
+    """Rows by exchange, symbol, exch_ts (the table's sort order; stable), so Parquet
+    row-group statistics prune by symbol. A NumPy lexsort on the fixed-width columns costs
+    about half of sorting the Arrow table by its string columns."""
+    return batch.take(np.lexsort((batch.exch_ts, batch.symbol, batch.exchange)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +61,11 @@ class IcebergWriter:
 
     def commit(
         self,
-        rows: pa.Table,
+        batch: TradeBatch,
         offsets: Mapping[int, int],
         extra_properties: Mapping[str, str] | None = None,
     ) -> CommitResult:
-        """Append `rows` (may be empty) and record `offsets` in the same snapshot."""
+        """Append `batch` (may be empty) and record `offsets` in the same snapshot."""
         started = self.clock()
         if self.delay_s is not None and (delay := self.delay_s()) > 0:
             time.sleep(delay)
@@ -66,7 +73,7 @@ class IcebergWriter:
             **offsets_properties(self.topic, offsets, self.topic_id),
             **(extra_properties or {}),
         }
-        data = rows.sort_by(SORT_KEYS) if rows.num_rows else rows
+        data = storage_order(batch).to_arrow()
         last_exc: Exception | None = None
         for attempt in range(COMMIT_RETRIES):
             try:
@@ -87,6 +94,4 @@ class IcebergWriter:
             raise StorageError(f"Iceberg commit failed after {COMMIT_RETRIES} tries: {last_exc}")
         self.commits += 1
         snap = self.table.current_snapshot()
-        return CommitResult(
-            snap.snapshot_id if snap else None, rows.num_rows, self.clock() - started
-        )
+        return CommitResult(snap.snapshot_id if snap else None, len(batch), self.clock() - started)
