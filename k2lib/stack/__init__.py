@@ -14,11 +14,11 @@ from k2lib.errors import K2Error
 from k2lib.stack.catalog import load_k2_catalog
 from k2lib.stack.process import ServiceProcess
 from k2lib.stack.services import (
-    broker_healthy,
+    broker_problem,
     broker_process,
     create_topics,
     redis_client,
-    redis_healthy,
+    redis_problem,
     redis_process,
 )
 from k2lib.storage.table import ensure_table
@@ -99,20 +99,24 @@ class LocalStack:
         s = self.settings
         broker_rec = procs["broker"].running() if "broker" in procs else None
         redis_rec = procs["redis"].running() if "redis" in procs else None
+        broker_reason = broker_problem(s, timeout=1.5)
+        redis_reason = redis_problem(s)
         result: dict[str, ServiceStatus | dict[str, Any]] = {
             "broker": ServiceStatus(
                 "broker",
-                broker_healthy(s, timeout=1.5),
+                not broker_reason,
                 s.kafka_bootstrap,
                 managed="broker" in procs,
                 pid=broker_rec.pid if broker_rec else None,
+                detail=broker_reason,
             ),
             "redis": ServiceStatus(
                 "redis",
-                redis_healthy(s),
+                not redis_reason,
                 s.redacted()["redis_url"],
                 managed="redis" in procs,
                 pid=redis_rec.pid if redis_rec else None,
+                detail=redis_reason,
             ),
         }
         result["catalog"] = self._catalog_status()

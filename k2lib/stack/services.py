@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from k2lib.config import K2Settings
+from k2lib.config import SECRET_KEYS, K2Settings
 from k2lib.errors import ServiceError
 from k2lib.stack.process import ServiceProcess, port_open
 
@@ -107,23 +107,52 @@ def redis_client(settings: K2Settings, **kwargs: object) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, **opts)
 
 
-def redis_healthy(settings: K2Settings) -> bool:
+def redis_problem(settings: K2Settings) -> str:
+    """Why Redis does not answer PING, or "" when it does (no secret appears in it)."""
     try:
-        return bool(redis_client(settings, socket_timeout=1.0).ping())
-    except redis.RedisError:
-        return False
+        redis_client(settings, socket_timeout=1.0).ping()
+        return ""
+    except redis.RedisError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return reason.replace(settings.redis_password, "***") if settings.redis_password else reason
+
+
+def redis_healthy(settings: K2Settings) -> bool:
+    return not redis_problem(settings)
+
+
+def broker_problem(settings: K2Settings, timeout: float = 2.0) -> str:
+    """Why the broker does not answer a metadata request, or "" when it does.
+
+    The reason is librdkafka's own (for example a SASL authentication failure), so
+    `k2 status` can say more than "unhealthy". Secrets never appear in it.
+    """
+    host, port = _host_port(settings.kafka_bootstrap.split(",")[0], 9092)
+    if not port_open(host, port):
+        return f"nothing listens on {host}:{port}"  # at once, without reconnect log lines
+    errors: list[str] = []
+    admin = AdminClient(
+        settings.kafka_config(log_level=2, error_cb=lambda err: errors.append(err.str()))
+    )
+    try:
+        admin.list_topics(timeout=timeout)
+        return ""
+    except Exception as exc:
+        admin.poll(0)  # serve the error callbacks the failed request raised
+        reason = next((e for e in errors if "brokers are down" not in e), str(exc))
+        return _without_secrets(settings, reason)
 
 
 def broker_healthy(settings: K2Settings, timeout: float = 2.0) -> bool:
-    host, port = _host_port(settings.kafka_bootstrap.split(",")[0], 9092)
-    if not port_open(host, port):
-        return False  # answer at once, without librdkafka's reconnect log lines
-    try:
-        admin = AdminClient(settings.kafka_config(log_level=2))
-        admin.list_topics(timeout=timeout)
-        return True
-    except Exception:
-        return False
+    return not broker_problem(settings, timeout)
+
+
+def _without_secrets(settings: K2Settings, text: str) -> str:
+    for key in SECRET_KEYS:
+        secret = settings.kafka_extra.get(key)
+        if secret:
+            text = text.replace(str(secret), "***")
+    return text
 
 
 def create_topics(settings: K2Settings, topics: dict[str, int], timeout: float = 10.0) -> None:

@@ -3,7 +3,10 @@ loopback, and no secret reaches summaries, status or logs."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,59 @@ def test_services_listen_on_loopback_only(stack_settings: K2Settings):
     for conn in psutil.net_connections(kind="tcp"):
         if conn.pid in ours and conn.status == psutil.CONN_LISTEN:
             assert conn.laddr.ip in ("127.0.0.1", "::1"), conn
+
+
+@pytest.fixture
+def auth_broker():
+    """A second Tansu broker that requires SASL from every client."""
+    from k2lib.stack.process import port_open
+    from k2lib.stack.services import tansu_binary
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    proc = subprocess.Popen(
+        [*argv, "--storage-engine", "memory://tansu/", "--authentication"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # up to 10 s
+            if port_open("127.0.0.1", port):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the SASL broker did not start listening within 10 s")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_kafka_sasl_settings_reach_the_broker(auth_broker, tmp_path: Path, stack_settings):
+    """K2's SASL settings carry a SCRAM exchange to a broker that demands one.
+
+    Tansu 0.6.0 keeps no SCRAM credentials a client can log in with (`tansu user create`
+    stores none we could authenticate against), so the broker answers "unknown-user":
+    that answer is only possible when K2's settings made the client speak SCRAM."""
+    env = {
+        "K2_HOME": str(tmp_path),
+        "K2_KAFKA_BOOTSTRAP": f"127.0.0.1:{auth_broker}",
+        "K2_REDIS_URL": stack_settings.redis_url,
+    }
+    plain = json.loads(run_k2("status", "--format", "json", env=env, check=False).stdout)
+    assert plain["broker"]["healthy"] is False
+    assert "SASL" not in plain["broker"]["detail"]
+
+    sasl_env = {
+        **env,
+        "K2_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "K2_KAFKA_SASL_USERNAME": "k2-ingest",
+        "K2_KAFKA_SASL_PASSWORD": SECRET,
+    }
+    proc = run_k2("status", "--format", "json", env=sasl_env, check=False)
+    broker = json.loads(proc.stdout)["broker"]
+    assert broker["healthy"] is False
+    assert "SASL SCRAM authentication failed" in broker["detail"]
+    assert "unknown-user" in broker["detail"]
+    assert SECRET not in proc.stdout and SECRET not in proc.stderr

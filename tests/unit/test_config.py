@@ -53,3 +53,25 @@ def test_external_endpoints_and_sasl_pass_through(tmp_path: Path):
 def test_bad_settings_are_clear_errors(env, tmp_path: Path):
     with pytest.raises(ConfigError):
         K2Settings.from_env({"K2_HOME": str(tmp_path), **env})
+
+
+def test_status_reasons_name_the_endpoint_and_hide_secrets(tmp_path: Path):
+    import socket
+
+    from k2lib.stack.services import broker_problem, redis_problem
+
+    with socket.socket() as sock:  # a port nothing listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = K2Settings.from_env(
+        {
+            "K2_HOME": str(tmp_path),
+            "K2_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+            "K2_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "K2_REDIS_PASSWORD": "hunter2",
+        }
+    )
+    assert broker_problem(s) == f"nothing listens on 127.0.0.1:{port}"
+    reason = redis_problem(s)
+    assert reason.startswith("ConnectionError") and str(port) in reason
+    assert "hunter2" not in reason
