@@ -16,18 +16,17 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from k2lib.cost.measure import default_inputs, from_bench, from_table, measured_inputs
-from k2lib.cost.model import (
-    DEFAULT_SCALES,
+from k2lib.cost.model import DEFAULT_SCALES, CostModel
+from k2lib.cost.prices import PRICED_ON, REFERENCE_REGION, REGIONS, PriceBook, UnitPrice, price_book
+from k2lib.cost.report import CostStudy, build_study, render_markdown, render_table, to_json
+from k2lib.cost.results import (
     SERVICES,
-    CostModel,
     CostReport,
     Deployment,
     LineItem,
     Pressure,
     Projection,
 )
-from k2lib.cost.prices import PRICED_ON, REFERENCE_REGION, REGIONS, PriceBook, UnitPrice, price_book
-from k2lib.cost.report import CostStudy, build_study, render_markdown, render_table, to_json
 from k2lib.cost.triggers import Trigger, compute_triggers
 from k2lib.cost.workload import SECONDS_PER_MONTH, Input, MeasuredInputs, SizingPolicy, Workload
 

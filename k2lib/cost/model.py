@@ -11,35 +11,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from k2lib.cost.bill import line_quantities
 from k2lib.cost.measure import default_inputs
 from k2lib.cost.prices import PriceBook, price_book
+from k2lib.cost.results import GB, TB, CostReport, Deployment, LineItem, Pressure, Projection
 from k2lib.cost.workload import (
     DAYS_PER_MONTH,
-    HOURS_PER_MONTH,
     SECONDS_PER_MONTH,
     MeasuredInputs,
     SizingPolicy,
     Workload,
 )
 
-__all__ = [
-    "DEFAULT_SCALES",
-    "GB",
-    "SERVICES",
-    "CostModel",
-    "CostReport",
-    "Deployment",
-    "LineItem",
-    "Pressure",
-    "Projection",
-]
+__all__ = ["BROKERS", "DEFAULT_SCALES", "REDIS_NODES", "CostModel"]
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
-GB = float(2**30)  # AWS bills storage and transfer in binary GB (and TB = 1024 GB)
-TB = GB * 1024
-SERVICES = ("msk", "compute", "elasticache", "s3", "glue", "athena", "data_transfer", "monitoring")
 
 # MSK m5 brokers: vCPUs, baseline network Gbps (EC2 docs) and max partitions per broker,
 # replicas included (MSK best-practice guide). Network, not CPU, caps a broker's ingress.
@@ -74,123 +61,6 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-@dataclass(frozen=True, kw_only=True)
-class LineItem:
-    """One billed line: `usd == quantity × unit_price`, `unit_price` is PriceBook[`price`]."""
-
-    service: str
-    item: str
-    quantity: float
-    unit: str
-    unit_price: float
-    usd: float
-    price: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Pressure:
-    """Demand on one limit of K2 as shipped; `ratio` >= 1 means the limit is broken."""
-
-    name: str
-    demand: float
-    limit: float
-    unit: str
-
-    @property
-    def ratio(self) -> float:
-        return self.demand / self.limit
-
-
-@dataclass(frozen=True, kw_only=True)
-class Deployment:
-    """The sized system: everything a line item counts, before any price is applied."""
-
-    peak_messages_per_second: float
-    kafka_bytes_per_message: float
-    parquet_bytes_per_message: float
-    broker_type: str
-    brokers: int
-    msk_local_gb: float
-    msk_tiered_gb: float
-    partitions: int
-    consumer_processes: int
-    consumer_instances: int
-    feed_instances: int
-    api_instances: int
-    redis_node_type: str
-    redis_shards: int
-    redis_nodes: int
-    redis_memory_gb: float
-    s3_gb: dict[str, float]
-    requests: dict[str, float]
-    compaction_interval_s: float
-    files_per_query: float
-    athena_tb: float
-    inter_az_gb: float
-    egress_gb: float
-    samples: float
-    log_gb: float
-    pressures: tuple[Pressure, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class CostReport:
-    """A priced workload. `monthly_usd` is the sum of the lines, by construction."""
-
-    region: str
-    priced_on: str
-    workload: Workload
-    deployment: Deployment
-    lines: tuple[LineItem, ...]
-
-    @property
-    def monthly_usd(self) -> float:
-        return math.fsum(line.usd for line in self.lines)
-
-    @property
-    def messages_per_month(self) -> float:
-        return self.workload.messages_per_month
-
-    @property
-    def usd_per_million_messages(self) -> float:
-        return self.monthly_usd / (self.messages_per_month / 1e6)
-
-    def by_service(self) -> dict[str, float]:
-        return {s: math.fsum(x.usd for x in self.lines if x.service == s) for s in SERVICES}
-
-    @property
-    def bottleneck(self) -> str:
-        ranked = sorted(self.deployment.pressures, key=lambda p: p.ratio, reverse=True)
-        top = ranked[0]
-        if top.ratio < 1:
-            return f"none yet; nearest limit: {top.name} at {top.ratio:.0%}"
-        over = [f"{p.name} ({p.ratio:.1f}x)" for p in ranked[1:] if p.ratio >= 1]
-        text = f"{top.name}: {top.demand:,.1f} {top.unit} vs {top.limit:,.0f} ({top.ratio:.1f}x)"
-        return text + (f"; also over: {', '.join(over)}" if over else "")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Projection:
-    """The baseline at `scale` × its message rate."""
-
-    scale: float
-    report: CostReport
-
-    @property
-    def messages_per_second(self) -> float:
-        return self.report.workload.messages_per_second
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "scale": self.scale,
-            "messages_per_second": self.messages_per_second,
-            "monthly_usd": round(self.report.monthly_usd, 4),
-            "usd_per_million_messages": round(self.report.usd_per_million_messages, 8),
-            "by_service": {k: round(v, 4) for k, v in self.report.by_service().items()},
-            "bottleneck": self.report.bottleneck,
-        }
-
-
 class CostModel:
     """Prices K2 on AWS: `CostModel(prices, inputs).price(workload) -> CostReport`."""
 
@@ -209,7 +79,7 @@ class CostModel:
         deployment = self.size(workload)
         lines = tuple(
             self._line(service, item, quantity, name)
-            for service, item, quantity, name in _quantities(deployment, self.policy)
+            for service, item, quantity, name in line_quantities(deployment, self.policy)
             if quantity > 0
         )
         return CostReport(
@@ -396,78 +266,3 @@ class CostModel:
             log_gb=processes * p.log_gb_per_process_day * DAYS_PER_MONTH,
             pressures=pressures,
         )
-
-
-def _tiers(total: float, tiers: tuple[tuple[float, str], ...]) -> list[tuple[float, str]]:
-    """Split `total` across cumulative tier bounds: [(quantity in tier, price name)]."""
-    out, floor = [], 0.0
-    for bound, name in tiers:
-        out.append((max(0.0, min(total, bound) - floor), name))
-        floor = bound
-    return out
-
-
-def _quantities(d: Deployment, p: SizingPolicy) -> list[tuple[str, str, float, str]]:
-    """(service, item, quantity in the price's unit, price name) for every line."""
-    h = HOURS_PER_MONTH
-    ec2 = f"ec2.{p.compute_instance}"
-    rq = d.requests
-    inf = math.inf
-    q: list[tuple[str, str, float, str]] = [
-        ("msk", f"{d.brokers} × {d.broker_type} brokers", d.brokers * h, f"msk.{d.broker_type}"),
-        ("msk", "broker storage (retention × RF / fill)", d.msk_local_gb, "msk.storage"),
-        ("msk", "tiered storage", d.msk_tiered_gb, "msk.tiered_storage"),
-        ("compute", f"{d.consumer_instances} × ingest consumers", d.consumer_instances * h, ec2),
-        ("compute", f"{d.feed_instances} × feed handlers", d.feed_instances * h, ec2),
-        ("compute", f"{d.api_instances} × query API", d.api_instances * h, ec2),
-        (
-            "elasticache",
-            f"{d.redis_nodes} × {d.redis_node_type} ({d.redis_shards} shard(s) + replicas)",
-            d.redis_nodes * h,
-            f"elasticache.{d.redis_node_type}",
-        ),
-    ]
-    std = (51_200.0, "s3.standard.first_50tb"), (512_000.0, "s3.standard.next_450tb")
-    for qty, name in _tiers(d.s3_gb["standard"], (*std, (inf, "s3.standard.over_500tb"))):
-        q.append(("s3", "Standard storage", qty, name))
-    q += [
-        ("s3", "Standard-IA storage", d.s3_gb["standard_ia"], "s3.standard_ia"),
-        ("s3", "Glacier Instant Retrieval storage", d.s3_gb["glacier_ir"], "s3.glacier_ir"),
-        ("s3", "PUT: ingest commits", rq["put_commit"] / 1000, "s3.put"),
-        ("s3", "PUT: compaction", rq["put_compaction"] / 1000, "s3.put"),
-        ("s3", "GET: API queries", rq["get_query"] / 1000, "s3.get"),
-        ("s3", "GET: compaction reads", rq["get_compaction"] / 1000, "s3.get"),
-        ("s3", "lifecycle to Standard-IA", rq["transition_ia"] / 1000, "s3.transition.standard_ia"),
-        ("s3", "lifecycle to Glacier IR", rq["transition_gir"] / 1000, "s3.transition.glacier_ir"),
-    ]
-    for qty, name in _tiers(
-        rq["glue"] / 1e6, ((1.0, "glue.requests.first_1m"), (inf, "glue.requests"))
-    ):
-        q.append(("glue", "catalog requests (commits, queries, scans)", qty, name))
-    q.append(("athena", "analyst scans", d.athena_tb, "athena.scanned"))
-    q.append(
-        (
-            "data_transfer",
-            "client traffic across AZs (out + in)",
-            d.inter_az_gb * 2,
-            "ec2.transfer.inter_az",
-        )
-    )
-    internet = (
-        (100.0, "ec2.transfer.internet.first_100gb"),
-        (10_240.0, "ec2.transfer.internet.to_10tb"),
-        (51_200.0, "ec2.transfer.internet.next_40tb"),
-        (153_600.0, "ec2.transfer.internet.next_100tb"),
-        (inf, "ec2.transfer.internet.over_150tb"),
-    )
-    for qty, name in _tiers(d.egress_gb, internet):
-        q.append(("data_transfer", "query results to the internet", qty, name))
-    amp = (
-        (200.0, "amp.ingest.first_2b"),
-        (25_200.0, "amp.ingest.next_250b"),
-        (inf, "amp.ingest.over_252b"),
-    )
-    for qty, name in _tiers(d.samples / 1e7, amp):
-        q.append(("monitoring", "Prometheus samples (AMP)", qty, name))
-    q.append(("monitoring", "CloudWatch Logs ingestion", d.log_gb, "cloudwatch.logs.ingest"))
-    return q

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from k2lib.cost.model import DEFAULT_SCALES, SERVICES, CostModel, Projection
+from k2lib.cost.model import DEFAULT_SCALES, CostModel
+from k2lib.cost.results import SERVICES, Projection
 from k2lib.cost.triggers import Trigger, compute_triggers
 from k2lib.cost.workload import SECONDS_PER_MONTH, Workload
 

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from k2lib.cost.model import CostModel, CostReport
+from k2lib.cost.model import CostModel
+from k2lib.cost.results import CostReport
 from k2lib.cost.workload import Workload
 
 __all__ = ["Trigger", "compute_triggers"]
