@@ -60,7 +60,7 @@ test-notebooks: $(BIN)/.installed  ## the notebooks under nbval, against the liv
 test-browser: $(BIN)/.installed  ## JupyterLab driven in headless Chromium
 	@if [ -d tests/browser ]; then $(BIN)/pytest tests/browser -p no:cacheprovider; fi
 
-bench: $(BIN)/.installed  ## k2 bench all -> bench/results.json and docs/performance.md
+bench: $(BIN)/.installed  ## k2 bench all (notebooks included) -> bench/results.json and docs/performance.md
 	$(BIN)/k2 up
 	$(BIN)/k2 bench all --write
 

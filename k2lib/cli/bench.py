@@ -15,7 +15,7 @@ from k2lib.stack.services import redis_client
 
 __all__ = ["command"]
 
-NAMES = ("ingest", "sequence", "dedup", "query", "all")
+NAMES = ("ingest", "sequence", "dedup", "query", "notebooks", "all")
 RESULTS = Path("bench/results.json")
 
 
@@ -36,6 +36,10 @@ def run_one(name: str, settings: K2Settings) -> dict[str, Any]:
         from k2lib.bench import query
 
         return query.run(settings)
+    if name == "notebooks":
+        from k2lib.bench import notebooks
+
+        return notebooks.run()
     raise click.BadParameter(f"unknown benchmark {name!r}")
 
 
@@ -65,6 +69,8 @@ def command(name: str, fmt: str, write: bool) -> None:
 
     Prints one JSON object per benchmark:
     {"name", "value", "unit", "baseline", "baseline_label", "ratio", ...details}.
+    `notebooks` runs the demo notebooks headless and compares their runtime with the
+    demo's budget (no raw client does that work).
     """
     from k2lib.stack import LocalStack
 

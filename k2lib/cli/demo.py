@@ -9,14 +9,6 @@ import click
 __all__ = ["command"]
 
 
-def _default_notebooks() -> Path:
-    """`notebooks/` of this checkout (the package sits beside it), else of the cwd."""
-    import k2lib
-
-    beside = Path(k2lib.__file__).resolve().parents[1] / "notebooks"
-    return beside if beside.is_dir() else Path.cwd() / "notebooks"
-
-
 @click.command("demo")
 @click.option(
     "--out",
@@ -54,13 +46,13 @@ def command(out: Path, names: tuple[str, ...], directory: Path | None, write_bac
     Prints the report path and the total runtime; exits 1 if any notebook failed.
     """
     from k2lib.config import K2Settings
-    from k2lib.demo import run_demo
+    from k2lib.demo import default_notebooks, run_demo
     from k2lib.stack import LocalStack
 
     click.echo("starting the local stack...", err=True)
     LocalStack(K2Settings.from_env()).up()
     report = run_demo(
-        directory or _default_notebooks(),
+        directory or default_notebooks(),
         out,
         names=names or None,
         write_back=write_back,

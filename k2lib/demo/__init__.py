@@ -10,6 +10,7 @@ from k2lib.demo.runner import (
     DEFAULT_NOTEBOOKS,
     DemoReport,
     NotebookRun,
+    default_notebooks,
     find_notebooks,
     run_demo,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_NOTEBOOKS",
     "DemoReport",
     "NotebookRun",
+    "default_notebooks",
     "find_notebooks",
     "run_demo",
 ]

@@ -11,6 +11,7 @@ offline. The kernels' stderr goes to `out/kernels.log`.
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +26,14 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
+from k2lib.config import DEFAULT_HOME
+
 __all__ = [
     "BUDGET_S",
     "DEFAULT_NOTEBOOKS",
     "DemoReport",
     "NotebookRun",
+    "default_notebooks",
     "find_notebooks",
     "run_demo",
 ]
@@ -78,6 +82,14 @@ class DemoReport:
         return rows
 
 
+def default_notebooks() -> Path:
+    """`notebooks/` of this checkout (the package sits beside it), else of the cwd."""
+    import k2lib
+
+    beside = Path(k2lib.__file__).resolve().parents[1] / "notebooks"
+    return beside if beside.is_dir() else Path.cwd() / "notebooks"
+
+
 def find_notebooks(directory: Path, names: Sequence[str] | None = None) -> list[Path]:
     """The notebooks to run, in story order. `names` may omit the `.ipynb` or the number."""
     wanted = list(names) if names else list(DEFAULT_NOTEBOOKS)
@@ -118,6 +130,13 @@ def _export_html(nb: nbformat.NotebookNode, title: str) -> str:
     return body.replace("<head>", f'<head>\n<script src="{PLOTLY_JS}"></script>', 1)
 
 
+def kernel_env() -> dict[str, str]:
+    """This environment, with K2_HOME absolute: kernels start in the notebooks' directory,
+    where a relative (or default) K2_HOME would name a different, empty home."""
+    home = Path(os.environ.get("K2_HOME", DEFAULT_HOME)).expanduser().resolve()
+    return {**os.environ, "K2_HOME": str(home)}
+
+
 def _execute(path: Path, cwd: Path, log: IO[str]) -> tuple[nbformat.NotebookNode, str]:
     """Run every cell in a fresh kernel (its stderr into `log`); returns the error, if any."""
     nb = nbformat.read(path, as_version=4)
@@ -130,7 +149,7 @@ def _execute(path: Path, cwd: Path, log: IO[str]) -> tuple[nbformat.NotebookNode
         record_timing=False,
     )
     try:
-        client.execute(stderr=log)
+        client.execute(stderr=log, env=kernel_env())
     except CellExecutionError as exc:
         return nb, str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
     except Exception as exc:  # a dead kernel or a timeout: report it, run the next notebook
