@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from k2lib.errors import ConfigError
 from k2lib.resilience.levels import DegradationLevel, QueryPriority, actions_for
+from k2lib.wire.factorize import factorize, factorize_pair
 
 __all__ = ["Admission", "LoadShedder", "SymbolTiers"]
 
@@ -118,22 +119,15 @@ class LoadShedder:
         if symbols.size == 0:
             return np.zeros(0, np.int8)
         if exchanges is None or not self.tiers.venue_specific:
-            uniq, inverse = np.unique(symbols, return_inverse=True)
-            table = np.array([self._tier(None, str(s)) for s in uniq], np.int8)
-            return table[inverse.reshape(-1)]
-        # Pair codes instead of joined strings: two cheap uniques and one over integers.
-        ex_uniq, ex_inv = np.unique(np.asarray(exchanges), return_inverse=True)
-        sym_uniq, sym_inv = np.unique(symbols, return_inverse=True)
-        pair = ex_inv.reshape(-1).astype(np.int64) * len(sym_uniq) + sym_inv.reshape(-1)
-        pair_uniq, pair_inv = np.unique(pair, return_inverse=True)
+            codes, uniq = _factorize(symbols)
+            table = np.array([self._tier(None, _text(s)) for s in uniq], np.int8)
+            return table[codes]
+        codes, ex_uniq, sym_uniq = _factorize_pair(np.asarray(exchanges), symbols)
         table = np.array(
-            [
-                self._tier(str(ex_uniq[p // len(sym_uniq)]), str(sym_uniq[p % len(sym_uniq)]))
-                for p in pair_uniq
-            ],
+            [self._tier(_text(e), _text(s)) for e, s in zip(ex_uniq, sym_uniq, strict=True)],
             np.int8,
         )
-        return table[pair_inv.reshape(-1)]
+        return table[codes]
 
     def split(
         self,
@@ -215,3 +209,26 @@ class LoadShedder:
                 if per_tier[t]:
                     counter.labels(str(t)).inc(int(per_tier[t]))
             self._metrics.pending.set(self._pending)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (code per row, distinct values). Fixed-width bytes (the wire's names) take the
+    hash-based path; anything else the sorting one."""
+    if values.dtype.kind == "S":
+        return factorize(values)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return inverse.reshape(-1), uniq
+
+
+def _factorize_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if a.dtype.kind == "S" and b.dtype.kind == "S":
+        return factorize_pair(a, b)
+    a_codes, a_uniq = _factorize(a)
+    b_codes, b_uniq = _factorize(b)
+    pair = a_codes.astype(np.int64) * len(b_uniq) + b_codes
+    uniq, codes = np.unique(pair, return_inverse=True)
+    return codes.reshape(-1), a_uniq[uniq // len(b_uniq)], b_uniq[uniq % len(b_uniq)]

@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import k2lib
-from k2lib.config import K2Settings
+from k2lib.config import DEFAULT_HOME, K2Settings
 from k2lib.stack import LocalStack, ServiceStatus
 
-__all__ = ["DemoContext", "LogBuffer", "demo_context", "find_captures", "stack_status"]
+__all__ = [
+    "DemoContext",
+    "LogBuffer",
+    "demo_context",
+    "find_captures",
+    "notebook_env",
+    "stack_status",
+]
 
 LOG_LINES_KEPT = 500
 
@@ -95,9 +102,21 @@ def _healthy(status: ServiceStatus | dict[str, object]) -> bool:
 KAFKA_LOG_LEVEL = "3"
 
 
+def notebook_env(cwd: Path | None = None) -> dict[str, str]:
+    """The environment, with K2_HOME pointing at the checkout's `.k2` when it is unset and
+    the kernel runs in the checkout's `notebooks/` (as `jupyter lab notebooks/` starts it):
+    the relative default would otherwise name an empty `notebooks/.k2`."""
+    env = dict(os.environ)
+    here = (cwd or Path.cwd()).resolve()
+    in_checkout = here.name == "notebooks" and (here.parent / "pyproject.toml").is_file()
+    if "K2_HOME" not in env and in_checkout:
+        env["K2_HOME"] = str(here.parent / DEFAULT_HOME)
+    return env
+
+
 def demo_context() -> DemoContext:
     """Settings from the environment (`K2_HOME`, endpoints), the stack started if needed."""
-    settings = K2Settings.from_env()
+    settings = K2Settings.from_env(notebook_env())
     settings = settings.with_(kafka_extra={"log_level": KAFKA_LOG_LEVEL, **settings.kafka_extra})
     buffer = _install_log_buffer()
     started = LocalStack(settings).up()

@@ -33,3 +33,17 @@ def test_peak_child_rss_sees_a_child_process():
             time.sleep(0.05)
         child.wait()
     assert rss.peak_bytes > 1_000_000  # a Python interpreter holds megabytes
+
+
+def test_a_kernel_in_the_checkouts_notebooks_dir_uses_the_checkouts_home(
+    monkeypatch, tmp_path: Path
+):
+    from k2lib.viz.context import notebook_env
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'k2lib'\n")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.delenv("K2_HOME", raising=False)
+    assert notebook_env(tmp_path / "notebooks")["K2_HOME"] == str(tmp_path / ".k2")
+    assert "K2_HOME" not in notebook_env(tmp_path)  # elsewhere: the usual default
+    monkeypatch.setenv("K2_HOME", "/srv/k2")
+    assert notebook_env(tmp_path / "notebooks")["K2_HOME"] == "/srv/k2"  # explicit wins

@@ -51,6 +51,18 @@ def test_venue_specific_entries_win_over_bare_symbols() -> None:
     assert shedder.tiers_of(symbols, exchanges).tolist() == [1, 2, 3, 1]
 
 
+def test_tiers_of_the_wire_columns_match_the_text_lookup() -> None:
+    """The pipeline passes a TradeBatch's fixed-width byte columns, not text."""
+    shedder = LoadShedder()
+    as_bytes = SYMBOLS.astype("S16")
+    venues = np.full(len(SYMBOLS), b"binance", dtype="S16")
+    expected = [SymbolTiers().tier_of(str(s)) for s in SYMBOLS]
+    assert shedder.tiers_of(as_bytes).tolist() == expected
+    assert shedder.tiers_of(as_bytes, venues).tolist() == expected
+    venue_tiers = SymbolTiers(tier1=frozenset({"binance:SYM0001"}))
+    assert LoadShedder(tiers=venue_tiers).tiers_of(as_bytes, venues)[2] == 1
+
+
 def test_a_symbol_in_two_tiers_is_rejected() -> None:
     with pytest.raises(ConfigError):
         SymbolTiers(tier1=frozenset({"BTCUSDT"}), tier2=frozenset({"BTCUSDT"}))
