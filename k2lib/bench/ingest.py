@@ -4,7 +4,7 @@ Both read the same pre-published topic from offset 0:
 
 - baseline: confluent-kafka `assign()` + `consume()` + `decode_batch` (no storage), with
   the consumer settings and poll size K2 uses;
-- K2: the ingest pipeline, Kafka -> decode/validate -> Iceberg commit (200k-row commits);
+- K2: the ingest pipeline, Kafka -> decode/validate -> Iceberg commit (250k-row commits);
 - detail: the same with the full stages (sequence tracking, dedup, degradation) when
   they are available.
 """
