@@ -32,14 +32,6 @@ def last_json(stdout: str) -> dict:
 def stored_keys(settings) -> list[tuple[str, str, int]]:
     """Every `(exchange, symbol, seq)` in the settings' Iceberg table, duplicates included."""
     from k2lib.stack.catalog import load_k2_catalog
+    from k2lib.storage.table import stored_keys as table_keys
 
-    table = load_k2_catalog(settings).load_table(settings.table)
-    cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    return list(
-        zip(
-            cols.column("exchange").to_pylist(),
-            cols.column("symbol").to_pylist(),
-            cols.column("seq").to_pylist(),
-            strict=True,
-        )
-    )
+    return table_keys(load_k2_catalog(settings).load_table(settings.table))

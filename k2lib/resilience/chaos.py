@@ -65,20 +65,13 @@ class ChaosConfig:
 def exactly_once_check(settings: K2Settings, expected_unique: int) -> dict[str, Any]:
     """Read the table back: rows, distinct keys, duplicates and the verdict."""
     from k2lib.stack.catalog import load_k2_catalog
+    from k2lib.storage.table import stored_keys
 
-    table = load_k2_catalog(settings).load_table(settings.table)
-    cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    keys = Counter(
-        zip(
-            cols.column("exchange").to_pylist(),
-            cols.column("symbol").to_pylist(),
-            cols.column("seq").to_pylist(),
-            strict=True,
-        )
-    )
+    stored = stored_keys(load_k2_catalog(settings).load_table(settings.table))
+    keys = Counter(stored)
     duplicated = sum(c - 1 for c in keys.values() if c > 1)
     return {
-        "rows": cols.num_rows,
+        "rows": len(stored),
         "unique_keys": len(keys),
         "duplicate_rows": duplicated,
         "expected_unique": expected_unique,

@@ -39,6 +39,7 @@ __all__ = [
     "latest_offsets",
     "offsets_of",
     "offsets_properties",
+    "stored_keys",
 ]
 
 OFFSETS_PROPERTY = "k2.kafka.offsets"
@@ -153,3 +154,17 @@ def ensure_table(catalog: Catalog, identifier: str) -> Table:
         )
     except TableAlreadyExistsError:
         return catalog.load_table(identifier)
+
+
+def stored_keys(table: Table) -> list[tuple[str, str, int]]:
+    """Every `(exchange, symbol, seq)` in `table`, duplicates included: the read-back that
+    exactly-once checks count."""
+    cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
+    return list(
+        zip(
+            cols.column("exchange").to_pylist(),
+            cols.column("symbol").to_pylist(),
+            cols.column("seq").to_pylist(),
+            strict=True,
+        )
+    )

@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from k2lib.config import K2Settings
 from k2lib.stack import redis_client
+from k2lib.storage.table import stored_keys
 from k2lib.viz.workspace import Workspace
 
 __all__ = ["list_open_gaps", "read_dlq", "table_key_check"]
@@ -68,16 +69,9 @@ def read_dlq(settings: K2Settings, expected: int | None = None) -> dict[str, int
 def table_key_check(workspace: Workspace) -> tuple[dict[str, int], dict[str, int]]:
     """Rows, distinct `(exchange, symbol, seq)` keys and rows stored twice; rows per key."""
     workspace.table.refresh()
-    cols = workspace.table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    keys = Counter(
-        zip(
-            cols.column("exchange").to_pylist(),
-            cols.column("symbol").to_pylist(),
-            cols.column("seq").to_pylist(),
-            strict=True,
-        )
-    )
+    stored = stored_keys(workspace.table)
+    keys = Counter(stored)
     per_key: Counter[str] = Counter(f"{e}:{s}" for e, s, _ in keys)
     twice = sum(c - 1 for c in keys.values() if c > 1)
-    table = {"rows": cols.num_rows, "unique_keys": len(keys), "duplicate_rows": twice}
+    table = {"rows": len(stored), "unique_keys": len(keys), "duplicate_rows": twice}
     return table, dict(sorted(per_key.items()))
