@@ -113,8 +113,7 @@ def redis_problem(settings: K2Settings) -> str:
         redis_client(settings, socket_timeout=1.0).ping()
         return ""
     except redis.RedisError as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        return reason.replace(settings.redis_password, "***") if settings.redis_password else reason
+        return _without_secrets(settings, f"{type(exc).__name__}: {exc}")
 
 
 def redis_healthy(settings: K2Settings) -> bool:
@@ -148,8 +147,9 @@ def broker_healthy(settings: K2Settings, timeout: float = 2.0) -> bool:
 
 
 def _without_secrets(settings: K2Settings, text: str) -> str:
-    for key in SECRET_KEYS:
-        secret = settings.kafka_extra.get(key)
+    """`text` with every secret K2 holds (Kafka SASL, Redis) masked."""
+    secrets = [settings.kafka_extra.get(key) for key in SECRET_KEYS]
+    for secret in [*secrets, settings.redis_password]:
         if secret:
             text = text.replace(str(secret), "***")
     return text
