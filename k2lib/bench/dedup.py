@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-import uuid
 from typing import Any
 
 import numpy as np
 import redis
 
-from k2lib.bench.sequence import drop_prefix, feed_batches
+from k2lib.bench.sequence import feed_batches, scratch_redis
 from k2lib.ingestion.dedup import (
     CommitAlignedDeduplicator,
     DedupConfig,
@@ -145,13 +144,10 @@ def run(
     symbols: int = 500,
 ) -> dict[str, Any]:
     """The k2 bench JSON object. `redis_url` may be a client (e.g. with a password)."""
-    owned = not isinstance(redis_url, redis.Redis)
-    client = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
-    prefix = f"k2:bench:dedup:{uuid.uuid4().hex[:8]}:"
     batches = _with_duplicates(feed_batches(records, batch_size, symbols, seed=17, fault_rate=0))
     total = sum(len(b) for b in batches)
     config = DedupConfig(window_s=3600.0, capacity=max(total, 1))
-    try:
+    with scratch_redis(redis_url, "dedup") as (client, prefix):
         # Load the script (and warm the connection) outside the timed loop.
         warm = Deduplicator(
             RedisDedupStore(client, prefix=f"{prefix}warm:"),
@@ -172,10 +168,6 @@ def run(
         two_phase, two_phase_dropped = _two_phase(client, f"{prefix}2p:", batches, config)
         share = batches[: max(1, int(len(batches) * BASELINE_SHARE))]
         baseline = _baseline(client, f"{prefix}base:", share)
-    finally:
-        drop_prefix(client, prefix)
-        if owned:
-            client.close()
     hashes = _hashes(batches)
     ms = np.array(latencies) * 1e3
     return {

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from k2lib.ingestion.sequence.memory import MemorySequenceTracker
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["drop_prefix", "feed_batches", "run"]
+__all__ = ["drop_prefix", "feed_batches", "run", "scratch_redis"]
 
 FAULT_RATE = 1e-4
 BASELINE_SHARE = 0.2  # the baseline is slow: it runs on the first fifth of the batches
@@ -77,6 +79,21 @@ def drop_prefix(client: redis.Redis, prefix: str) -> None:
         client.delete(*names[start : start + 1_000])
 
 
+@contextmanager
+def scratch_redis(redis_url: str | redis.Redis, name: str) -> Iterator[tuple[redis.Redis, str]]:
+    """A client (opened here from a URL, or the one given) and a fresh key prefix under
+    `k2:bench:{name}:`; every key under it is deleted afterwards, and an opened client closed."""
+    owned = not isinstance(redis_url, redis.Redis)
+    client = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
+    prefix = f"k2:bench:{name}:{uuid.uuid4().hex[:8]}:"
+    try:
+        yield client, prefix
+    finally:
+        drop_prefix(client, prefix)
+        if owned:
+            client.close()
+
+
 def _baseline(client: redis.Redis, prefix: str, batches: list[TradeBatch]) -> float:
     script = client.register_script(_PER_RECORD_LUA)
     script(keys=[f"{prefix}warmup"], args=[0])
@@ -100,11 +117,8 @@ def run(
     symbols: int = 500,
 ) -> dict[str, Any]:
     """The k2 bench JSON object. `redis_url` may be a client (e.g. with a password)."""
-    owned = not isinstance(redis_url, redis.Redis)
-    client = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
-    prefix = f"k2:bench:seq:{uuid.uuid4().hex[:8]}:"
     batches = feed_batches(records, batch_size, symbols)
-    try:
+    with scratch_redis(redis_url, "seq") as (client, prefix):
         # Load the script (and warm the connection) outside the timed loop.
         RedisSequenceTracker(client, prefix=f"{prefix}warm:").classify_batch(batches[0])
         tracker = RedisSequenceTracker(client, prefix=f"{prefix}k2:")
@@ -124,10 +138,6 @@ def run(
         for batch in share:
             memory.classify_batch(batch)
         memory_rate = sum(len(b) for b in share) / (time.perf_counter() - t)
-    finally:
-        drop_prefix(client, prefix)
-        if owned:
-            client.close()
     ms = np.array(latencies) * 1e3
     return {
         "name": "sequence",
