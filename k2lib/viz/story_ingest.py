@@ -206,17 +206,34 @@ def run_ingestion_demo(
     seed: int = 11,
 ) -> IngestionRun:
     """Synthetic feed with injected faults -> Kafka -> full pipeline -> Iceberg, checked."""
-    ws = reset_workspace(ctx.settings, "ingest")
-    truth_path = ctx.settings.home / "demo" / "ingest-truth.json"
     feed = open_source("synthetic", limit=records, seed=seed)
+    return _checked_run(
+        ctx, "ingest", "synthetic", feed, rate=rate, faults=FaultSpec.parse(faults), seed=seed
+    )
+
+
+def _checked_run(
+    ctx: DemoContext,
+    section: str,
+    label: str,
+    feed: FeedSource,
+    *,
+    rate: float | None,
+    faults: FaultSpec,
+    seed: int,
+) -> IngestionRun:
+    """Replay `feed` into a fresh workspace while ingesting it, then read everything back:
+    the fault truth, the DLQ, the table's keys and the open gaps."""
+    ws = reset_workspace(ctx.settings, section)
+    truth_path = ctx.settings.home / "demo" / f"{section}-truth.json"
     replayed, ingested, samples = _ingest_while_replaying(
-        ws, feed, rate=rate, faults=FaultSpec.parse(faults), seed=seed, truth_path=truth_path
+        ws, feed, rate=rate, faults=faults, seed=seed, truth_path=truth_path
     )
     truth = json.loads(truth_path.read_text())
     dlq = read_dlq(ws.settings, expected=truth["poison"])
     table, by_key = table_key_check(ws)
     return IngestionRun(
-        "synthetic",
+        label,
         replayed,
         ingested,
         truth,
@@ -241,26 +258,8 @@ def run_capture_demo(ctx: DemoContext) -> IngestionRun | None:
     """The real Binance captures, replayed as recorded (no faults), through the same path."""
     if ctx.captures is None:
         return None
-    ws = reset_workspace(ctx.settings, "capture")
-    truth_path = ctx.settings.home / "demo" / "capture-truth.json"
     feed = open_source(str(ctx.captures))
-    replayed, ingested, samples = _ingest_while_replaying(
-        ws, feed, rate=None, faults=FaultSpec(), seed=0, truth_path=truth_path
-    )
-    truth = json.loads(truth_path.read_text())
-    dlq = read_dlq(ws.settings, expected=0)
-    table, by_key = table_key_check(ws)
-    run = IngestionRun(
-        "binance",
-        replayed,
-        ingested,
-        truth,
-        dlq,
-        table,
-        by_key,
-        samples,
-        list_open_gaps(ws.settings),
-    )
+    run = _checked_run(ctx, "capture", "binance", feed, rate=None, faults=FaultSpec(), seed=0)
     if not run.exactly_once:  # the notebook's output here is not compared: fail loudly
         raise K2Error(f"captures not stored exactly once: {run.exactly_once_line()}")
     return run
