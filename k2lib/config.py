@@ -112,8 +112,9 @@ class K2Settings:
 
     @property
     def redis_prefix(self) -> str:
-        """Redis keys of this feed (sequence state, dedup keys, status) live under it."""
-        return f"k2:{self.topic}:"
+        """Redis keys of this feed and table (sequence state, dedup keys, status) live under
+        it: the state is a cache of what one table holds (k2lib.ingestion.state)."""
+        return f"k2:{self.topic}:{self.table}:"
 
     @property
     def sequence_prefix(self) -> str:

@@ -12,7 +12,8 @@ The tree::
     ├── CircuitOpenError       a call refused because its breaker is open
     ├── BackpressureError      the pipeline asks its caller to slow down
     ├── StorageError           an Iceberg commit or read failed
-    │   └── DiskFullError      the disk under the warehouse is full: stop, do not retry
+    │   ├── DiskFullError      the disk under the warehouse is full: stop, do not retry
+    │   └── CommitFencedError  another writer committed these partitions first: rewind
     ├── QueryError             a query that cannot be answered as asked
     │   └── InconsistentSeamError  Kafka and Iceberg disagree about offsets
     └── CostModelError         a workload or price the cost model rejects
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "BackpressureError",
     "CircuitOpenError",
+    "CommitFencedError",
     "ConfigError",
     "CostModelError",
     "DecodeError",
@@ -92,6 +94,11 @@ class StorageError(K2Error):
 
 class DiskFullError(StorageError):
     """No space left for the warehouse: the run stops; no snapshot was written."""
+
+
+class CommitFencedError(StorageError):
+    """The table no longer records the offsets this writer started from: nothing was
+    appended; the writer must rewind to what the table records."""
 
 
 class QueryError(K2Error):

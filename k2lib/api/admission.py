@@ -25,7 +25,7 @@ from k2lib.resilience.shedder import LoadShedder
 
 __all__ = ["STATUS_KEY", "Decision", "LevelReading", "LevelSource", "decide"]
 
-STATUS_KEY = "k2:market.trades:degradation"  # K2Settings.status_key of the default topic
+STATUS_KEY = "k2:market.trades:market.trades:degradation"  # K2Settings().status_key
 DEFAULT_MAX_AGE_S = 30.0
 DEFAULT_CACHE_S = 1.0
 

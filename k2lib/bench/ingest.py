@@ -63,7 +63,7 @@ def _pipeline(settings: K2Settings, records: int, full: bool) -> dict[str, Any]:
     registry = new_registry()
     # Full stages with degradation off: a benchmark backlog is not a reason to shed.
     stages = build_stages(settings, registry, degradation=NO_DEGRADATION) if full else None
-    pipeline = IngestPipeline(
+    pipeline = IngestPipeline.from_settings(
         settings, registry=registry, stages=stages, config=IngestConfig(commit_interval_s=30.0)
     )
     started = time.perf_counter()

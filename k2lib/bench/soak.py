@@ -40,7 +40,7 @@ def run(settings: K2Settings, *, minutes: float = 10.0, rate: float = 20_000.0) 
     create_topics(s, {s.topic: s.partitions, s.dlq_topic: 1})
     records = int(minutes * 60 * rate)
     registry = new_registry()
-    pipeline = IngestPipeline(
+    pipeline = IngestPipeline.from_settings(
         s,
         registry=registry,
         stages=build_stages(s, registry),

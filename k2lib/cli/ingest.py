@@ -76,7 +76,9 @@ def command(
     server = serve_metrics(registry, port) if port else None
     stages = None if plain else build_stages(settings, registry)
     config = IngestConfig(commit_rows=commit_rows, commit_interval_s=commit_interval)
-    pipeline = IngestPipeline(settings, config=config, registry=registry, stages=stages)
+    pipeline = IngestPipeline.from_settings(
+        settings, config=config, registry=registry, stages=stages
+    )
     with bar("ingest", total=max_messages) as pbar:
         summary = pipeline.run(
             max_messages=max_messages, until_idle_s=until_idle, progress=pbar.update

@@ -1,6 +1,16 @@
-"""The dead-letter queue: a poison message goes to `<topic>.dlq` with its reason and bytes."""
+"""The dead-letter queue: a poison message goes to `<topic>.dlq` with its reason and bytes.
+
+Delivery is confirmed, not assumed: every message is tracked until the broker acknowledges
+it, and `flush()` returns only when all of them are acknowledged. A message the broker
+refused is produced again by the next `flush()`. The pipeline calls `flush()` before each
+Iceberg commit, so no offset is ever committed past a poison message that is in neither the
+table nor the DLQ.
+"""
 
 from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
 
 from confluent_kafka import Producer
 
@@ -8,36 +18,84 @@ from k2lib.config import K2Settings
 from k2lib.errors import ServiceError
 from k2lib.wire.codec import Reject
 
-__all__ = ["DeadLetterQueue"]
+__all__ = ["DeadLetterQueue", "DeadLetterSink"]
 
 FLUSH_TIMEOUT_S = 30.0
+
+_Message = tuple[bytes, list[tuple[str, str | bytes | None]]]
+
+
+class DeadLetterSink(Protocol):
+    """What the pipeline needs of a DLQ (a list-backed twin serves unit tests)."""
+
+    def send(self, rejects: list[Reject], partitions: list[int], offsets: list[int]) -> None: ...
+    def flush(self) -> None: ...
 
 
 class DeadLetterQueue:
     """Headers carry the reason and the origin; the value is the original bytes."""
 
-    def __init__(self, settings: K2Settings) -> None:
+    def __init__(self, settings: K2Settings, *, producer: Any = None) -> None:
         self.topic = settings.dlq_topic
         self.source_topic = settings.topic
-        self.producer = Producer(
+        self.producer = producer or Producer(
             settings.kafka_config(**{"enable.idempotence": True, "linger.ms": 50})
         )
         self.sent = 0
+        self.delivered = 0
+        self._lock = threading.Lock()
+        self._outstanding = 0
+        self._failed: list[_Message] = []
 
     def send(self, rejects: list[Reject], partitions: list[int], offsets: list[int]) -> None:
         for rej, part, off in zip(rejects, partitions, offsets, strict=True):
-            self.producer.produce(
-                self.topic,
-                value=rej.value,
-                headers=[
-                    ("k2.reason", rej.reason.encode()),
-                    ("k2.source", f"{self.source_topic}/{part}@{off}".encode()),
-                ],
-            )
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("k2.reason", rej.reason.encode()),
+                ("k2.source", f"{self.source_topic}/{part}@{off}".encode()),
+            ]
+            self._produce((rej.value, headers))
             self.sent += 1
         self.producer.poll(0)
 
-    def flush(self) -> None:
-        """Before the Iceberg commit: a poison message is never skipped and forgotten."""
-        if self.producer.flush(FLUSH_TIMEOUT_S):
-            raise ServiceError(f"DLQ {self.topic}: messages undelivered after {FLUSH_TIMEOUT_S}s")
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Return once every message sent is acknowledged; ServiceError otherwise (the
+        caller must not commit offsets past them; the next flush sends the refused again)."""
+        with self._lock:
+            retry, self._failed = self._failed, []
+        for message in retry:
+            self._produce(message)
+        self.producer.flush(timeout_s)
+        with self._lock:
+            outstanding, failed = self._outstanding, len(self._failed)
+        if outstanding or failed:
+            raise ServiceError(
+                f"DLQ {self.topic}: {outstanding} messages unacknowledged and {failed} "
+                f"refused after {timeout_s}s; offsets stay uncommitted"
+            )
+
+    def _produce(self, message: _Message) -> None:
+        value, headers = message
+
+        def delivered(err: Any, msg: Any) -> None:
+            with self._lock:
+                self._outstanding -= 1
+                if err is None:
+                    self.delivered += 1
+                else:
+                    self._failed.append(message)
+
+        with self._lock:
+            self._outstanding += 1
+        for _ in range(3):
+            try:
+                self.producer.produce(
+                    self.topic, value=value, headers=headers, on_delivery=delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(1.0)  # the local queue is full: serve callbacks, retry
+            except Exception:
+                break
+        with self._lock:  # not queued: the next flush produces it again
+            self._outstanding -= 1
+            self._failed.append(message)

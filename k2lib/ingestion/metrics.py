@@ -20,6 +20,8 @@ class IngestMetrics:
     batch_seconds: Histogram
     rate: Gauge
     table_rows: Gauge
+    commit_failures: Counter
+    rewinds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> IngestMetrics:
@@ -54,5 +56,15 @@ class IngestMetrics:
             ),
             table_rows=Gauge(
                 "k2_ingest_table_rows_written_run", "Rows this run has committed", registry=registry
+            ),
+            commit_failures=Counter(
+                "k2_ingest_commit_failures",
+                "Commits that failed or were postponed (rows kept for the next one)",
+                registry=registry,
+            ),
+            rewinds=Counter(
+                "k2_ingest_rewinds",
+                "Buffers dropped to restart from the table (fenced commit, Redis state lost)",
+                registry=registry,
             ),
         )

@@ -1,8 +1,20 @@
-"""The ingest pipeline: poll -> decode/validate -> shed -> dedup -> sequence -> Iceberg.
+"""The ingest pipeline: poll -> decode/validate -> shed -> sequence -> dedup -> Iceberg.
 
-It works a poll at a time on columns. Stages that later capabilities provide (the load
-shedder, the deduplicator, the sequence tracker, the degradation manager) plug in through
-`stages.py`; without them the pipeline still stores every valid record effectively once.
+It works a poll at a time on columns, and overlaps each Iceberg commit with the next poll.
+Its collaborators sit behind small seams, so the commit ordering can be driven in-process:
+a `TradeSource` (the Kafka consumer), a `TableSink` (the compare-and-set Iceberg writer), a
+`DeadLetterSink` and the `Stages` (load shedder, deduplicator, sequence tracker, degradation
+manager). `IngestPipeline.from_settings` builds the real ones.
+
+Exactly once, by construction (ADR 011):
+
+- a commit appends rows and every partition's next offset in one snapshot, and lands only if
+  the table still records what this writer started from; otherwise nothing is appended and
+  the pipeline *rewinds*: it drops its buffer and every key not yet recorded, re-reads the
+  table, brings the Redis state up to it, and seeks the consumer to the recorded offsets;
+- before each commit the DLQ is flushed with delivery confirmed, and the Redis state is
+  verified to be the one the buffered rows were checked against (a FLUSHALL or failover in
+  between means a rewind, not a commit).
 """
 
 from __future__ import annotations
@@ -10,31 +22,34 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 from pyiceberg.catalog import Catalog
 
 from k2lib.config import K2Settings
-from k2lib.errors import CircuitOpenError, DiskFullError, StorageError
-from k2lib.ingestion.consumer import TradeConsumer
-from k2lib.ingestion.dlq import DeadLetterQueue
+from k2lib.errors import (
+    CircuitOpenError,
+    CommitFencedError,
+    DiskFullError,
+    ServiceError,
+    StorageError,
+)
+from k2lib.ingestion.dlq import DeadLetterQueue, DeadLetterSink
 from k2lib.ingestion.metrics import IngestMetrics
 from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
-from k2lib.stack.catalog import load_k2_catalog
-from k2lib.stack.services import topic_id
 from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots
-from k2lib.storage.table import SnapshotOffsets, ensure_table, latest_offsets
-from k2lib.storage.writer import CommitResult, IcebergWriter
+from k2lib.storage.table import SnapshotOffsets
+from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["IngestConfig", "IngestPipeline"]
+__all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource"]
 
 log = logging.getLogger("k2.ingest")
 
@@ -48,6 +63,38 @@ class IngestConfig:
     group_id: str = "k2-ingest"
     partitions: tuple[int, ...] | None = None
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    final_commit_attempts: int = 30
+
+
+class TradeSource(Protocol):
+    """The Kafka side: `TradeConsumer`, or a list-backed twin in unit tests."""
+
+    topic: str
+    partitions: list[int]
+    resets: list[int]
+
+    def assign(self, start: Mapping[int, int]) -> None: ...
+    def poll(self, max_messages: int, timeout_s: float) -> Any: ...
+    def lag(self) -> int: ...
+    def commit(self, offsets: Mapping[int, int]) -> None: ...
+    def close(self) -> None: ...
+
+
+class TableSink(Protocol):
+    """The Iceberg side: `IcebergWriter`, whose commit is compare-and-set on the offsets."""
+
+    table: Any
+    topic_id: str | None
+    base: SnapshotOffsets
+    delay_s: Callable[[], float] | None
+
+    def rebase(self) -> SnapshotOffsets: ...
+    def commit(
+        self,
+        batch: TradeBatch,
+        offsets: Mapping[int, int],
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> CommitResult: ...
 
 
 @dataclass
@@ -63,15 +110,53 @@ class _Counts:
     consumed: int = 0
     written: int = 0
     dlq: int = 0
-    duplicates: int = 0
     commits: int = 0
     failed_commits: int = 0
+    rewinds: int = 0
     dlq_reasons: dict[str, int] = field(default_factory=dict)
+    rewind_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class IngestPipeline:
     def __init__(
         self,
+        *,
+        source: TradeSource,
+        sink: TableSink,
+        dlq: DeadLetterSink,
+        stages: Stages | None = None,
+        config: IngestConfig = IngestConfig(),
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.consumer = source
+        self.writer = sink
+        self.table = sink.table
+        self.dlq = dlq
+        self.config = config
+        self.clock = clock
+        self.sleep = sleep
+        self.registry = registry if registry is not None else new_registry()
+        self.metrics = IngestMetrics.create(self.registry)
+        self.stages = stages or Stages()
+        self.counts = _Counts()
+        self.buffer: list[TradeBatch] = []
+        self.buffered_rows = 0
+        self.next_offsets: dict[int, int] = {}
+        self.committed_offsets: dict[int, int] = {}
+        self.resume = sink.base
+        self.last_commit = clock()
+        self._stop = False
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
+        self._inflight: _InFlight | None = None
+        self._rate_window: tuple[float, int] = (clock(), 0)
+        self.stages.start(self.table, self.consumer.partitions)
+        self._seek(self.resume, first=True)
+
+    @classmethod
+    def from_settings(
+        cls,
         settings: K2Settings,
         *,
         config: IngestConfig = IngestConfig(),
@@ -79,70 +164,101 @@ class IngestPipeline:
         registry: CollectorRegistry | None = None,
         stages: Stages | None = None,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.settings = settings
-        self.config = config
-        self.clock = clock
-        self.registry = registry if registry is not None else new_registry()
-        self.metrics = IngestMetrics.create(self.registry)
-        self.stages = stages or Stages()
-        self.table = ensure_table(catalog or load_k2_catalog(settings), settings.table)
-        self.writer = IcebergWriter(self.table, settings.topic, clock=clock)
-        self.consumer = TradeConsumer(
-            settings, group_id=config.group_id, partitions=config.partitions
+    ) -> IngestPipeline:
+        """The real collaborators: Kafka consumer and DLQ producer, the Iceberg table."""
+        from k2lib.ingestion.consumer import TradeConsumer
+        from k2lib.stack.catalog import load_k2_catalog
+        from k2lib.stack.services import topic_id
+        from k2lib.storage.table import ensure_table
+        from k2lib.storage.writer import IcebergWriter
+
+        table = ensure_table(catalog or load_k2_catalog(settings), settings.table)
+        consumer = TradeConsumer(settings, group_id=config.group_id, partitions=config.partitions)
+        writer = IcebergWriter(
+            table,
+            settings.topic,
+            partitions=consumer.partitions,
+            topic_id=topic_id(settings, settings.topic),
+            clock=clock,
         )
-        self.dlq = DeadLetterQueue(settings)
-        self.counts = _Counts()
-        self.buffer: list[TradeBatch] = []
-        self.buffered_rows = 0
-        self.resume = latest_offsets(self.table)
-        start = dict(self.resume.offsets) if self.resume.topic == settings.topic else {}
-        self.writer.topic_id = current_id = topic_id(settings, settings.topic)
-        if start and self.resume.topic_id and current_id and current_id != self.resume.topic_id:
+        return cls(
+            source=consumer,
+            sink=writer,
+            dlq=DeadLetterQueue(settings),
+            stages=stages,
+            config=config,
+            registry=registry,
+            clock=clock,
+        )
+
+    # -- where to read from -----------------------------------------------------------
+
+    def _seek(self, base: SnapshotOffsets, *, first: bool = False) -> None:
+        """Point the consumer at what `base` records for our partitions."""
+        topic = self.consumer.topic
+        start = dict(base.offsets) if base.topic == topic else {}
+        current_id = self.writer.topic_id
+        if start and base.topic_id and current_id and current_id != base.topic_id:
             # The broker lost the topic (a memory broker restarted) and it was created
             # again: its offsets restart at 0. Read it all; dedup drops what the table has.
             log.warning(
                 "topic %s was recreated on the broker (id %s, the table recorded %s): "
                 "reading it again from the beginning",
-                settings.topic,
+                topic,
                 current_id,
-                self.resume.topic_id,
+                base.topic_id,
             )
-            self.consumer.resets.extend(sorted(start))
+            if first:
+                self.consumer.resets.extend(sorted(start))
             start = {}
-        if self.resume.topic not in (None, settings.topic):
+        if first and base.topic not in (None, topic):
             log.warning(
                 "table offsets are for topic %s, not %s: starting from the beginning",
-                self.resume.topic,
-                settings.topic,
+                base.topic,
+                topic,
             )
-        self.next_offsets: dict[int, int] = {
-            p: o for p, o in start.items() if p in self.consumer.partitions
-        }
+        owned = self.consumer.partitions
+        self.next_offsets = {p: o for p, o in start.items() if p in owned}
+        self.committed_offsets = dict(self.next_offsets)
         self.consumer.assign(start)
-        self.last_commit = clock()
-        self._stop = False
-        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
-        self._inflight: _InFlight | None = None
 
-    # -- one poll -------------------------------------------------------------------------
+    def rewind(self, reason: str) -> None:
+        """Drop everything not committed and start again from what the table records."""
+        self._reap(block=True, rewinding=True)
+        dropped = self.buffered_rows
+        self.buffer, self.buffered_rows = [], 0
+        self.stages.discard()
+        base = self.writer.rebase()
+        self.stages.resync()
+        self.resume = base
+        self._seek(base)
+        self.counts.rewinds += 1
+        self.counts.rewind_reasons[reason] = self.counts.rewind_reasons.get(reason, 0) + 1
+        self.metrics.rewinds.inc()
+        log.warning("rewound to the table (%s): %d buffered rows dropped", reason, dropped)
+
+    # -- one poll -----------------------------------------------------------------------
 
     def step(self, max_messages: int | None = None) -> int:
         """Poll once and process it. Returns the number of messages polled."""
-        actions = self.stages.before_poll(self)
-        if not actions.consume:
+        plan = self.stages.before_poll(self.consumer.lag())
+        for batch in plan.backfill:
+            self.accept(batch)
+        if not plan.consume:
             self._commit_if_due()
-            time.sleep(self.config.poll_timeout_s)
+            self.sleep(self.config.poll_timeout_s)
             return 0
-        limit = int(self.config.poll_max * actions.batch_size_factor)
+        limit = int(self.config.poll_max * plan.batch_size_factor)
         if max_messages is not None:
             limit = min(limit, max_messages)
         poll = self.consumer.poll(max(1, limit), self.config.poll_timeout_s)
         for p in poll.reset_partitions:
             self.next_offsets[p] = 0
         if not len(poll):
-            self._commit_if_due()
-            self.stages.after_step(self, 0.0)
+            # Idle: what is buffered is all there is for now, so commit it without waiting
+            # for the interval (a run that ends on idle leaves nothing behind).
+            self._commit_if_due(force=self._uncommitted())
+            self.stages.after_step(0.0)
             return 0
         started = self.clock()
         self.counts.consumed += len(poll)
@@ -161,14 +277,17 @@ class IngestPipeline:
             poll.partitions[decoded.index], poll.offsets[decoded.index]
         )
         self._advance_offsets(poll.partitions, poll.offsets)
-        self.accept(self.stages.process(self, batch))
+        kept = self.stages.process(batch)
+        self.metrics.duplicates.inc(self.stages.take_dropped())
+        self.accept(kept)
         self.metrics.batch_seconds.observe(self.clock() - started)
-        self._commit_if_due(interval_factor=actions.commit_interval_factor)
-        self.stages.after_step(self, self.clock() - started)
+        self._observe_rate(len(poll))
+        self._commit_if_due(interval_factor=plan.commit_interval_factor)
+        self.stages.after_step(self.clock() - started)
         return len(poll)
 
     def accept(self, batch: TradeBatch) -> None:
-        """Buffer records for the next commit (the stages call this for backfills too)."""
+        """Buffer records for the next commit."""
         if len(batch):
             self.buffer.append(batch)
             self.buffered_rows += len(batch)
@@ -176,6 +295,15 @@ class IngestPipeline:
     def _advance_offsets(self, partitions: np.ndarray, offsets: np.ndarray) -> None:
         for p in np.unique(partitions).tolist():
             self.next_offsets[p] = int(offsets[partitions == p].max()) + 1
+
+    def _observe_rate(self, n: int) -> None:
+        since, count = self._rate_window
+        now = self.clock()
+        count += n
+        if now - since >= 1.0:
+            self.metrics.rate.set(count / (now - since))
+            since, count = now, 0
+        self._rate_window = (since, count)
 
     def _commit_if_due(self, *, force: bool = False, interval_factor: float = 1.0) -> None:
         self._reap(block=False)
@@ -186,20 +314,35 @@ class IngestPipeline:
             self.commit()
 
     def _uncommitted(self) -> bool:
-        target = self._inflight.offsets if self._inflight else self.resume.offsets
+        target = self._inflight.offsets if self._inflight else self.committed_offsets
         return bool(self.buffer) or self.next_offsets != target
 
     def commit(self) -> None:
         """Hand the buffer to the committer thread; the next poll overlaps the write.
 
-        Order per commit: DLQ flushed -> rows + offsets in one snapshot -> (back on this
-        thread) stage hooks such as dedup keys and spill acks -> group offsets. At most one
-        commit is in flight, so hooks run in commit order.
-        """
+        Order per commit: the Redis state verified -> DLQ delivery confirmed -> rows and
+        offsets in one compare-and-set snapshot -> (back on this thread) dedup keys
+        recorded, spill acked, group offsets. At most one commit is in flight, so the
+        hooks run in commit order."""
         self._reap(block=True)
-        self.dlq.flush()
+        if not self._uncommitted():
+            return  # a rewind in the reap dropped the buffer
+        verified = self.stages.verify_state()
+        if verified is False:
+            self.rewind("redis state changed")
+            return
+        try:
+            if verified is None:
+                raise ServiceError("the Redis state cannot be verified right now")
+            self.dlq.flush()
+        except ServiceError as exc:
+            log.warning("commit postponed: %s", exc)
+            self.counts.failed_commits += 1
+            self.metrics.commit_failures.inc()
+            self.last_commit = self.clock()
+            return
         batches, offsets = self.buffer, dict(self.next_offsets)
-        ticket = self.stages.prepare_commit(self)
+        ticket = self.stages.prepare_commit()
         self.buffer, self.buffered_rows = [], 0
         future = self._committer.submit(self._write, batches, offsets, ticket.properties)
         self._inflight = _InFlight(future, batches, offsets, ticket)
@@ -209,7 +352,7 @@ class IngestPipeline:
         """Commit what is buffered and wait for it. False when the commit failed."""
         if self._uncommitted():
             self.commit()
-        return self._reap(block=True)
+        return self._reap(block=True) and not self._uncommitted()
 
     def _write(
         self, batches: list[TradeBatch], offsets: dict[int, int], properties: dict[str, str]
@@ -219,7 +362,7 @@ class IngestPipeline:
             lambda: self.writer.commit(rows, offsets, extra_properties=properties)
         )
 
-    def _reap(self, *, block: bool) -> bool:
+    def _reap(self, *, block: bool, rewinding: bool = False) -> bool:
         """Finish the in-flight commit (if done, or wait when `block`). False if it failed."""
         job = self._inflight
         if job is None or (not block and not job.future.done()):
@@ -229,31 +372,38 @@ class IngestPipeline:
             result = job.future.result()
         except DiskFullError:
             raise  # retrying cannot help; the run ends with a clear error
+        except CommitFencedError as exc:
+            self.counts.failed_commits += 1
+            self.stages.commit_failed(job.ticket)
+            if not rewinding:
+                log.warning("%s", exc)
+                self.rewind("fenced by another writer")
+            return False
         except (StorageError, CircuitOpenError) as exc:
             # Rows go back to the front of the buffer; their offsets were never recorded.
             log.warning("commit deferred: %s", exc)
             self.counts.failed_commits += 1
+            self.metrics.commit_failures.inc()
             self.buffer = job.batches + self.buffer
             self.buffered_rows = sum(len(b) for b in self.buffer)
-            self.stages.commit_failed(self, job.ticket)
+            self.stages.commit_failed(job.ticket)
             return False
         self.metrics.commit_seconds.observe(result.seconds)
-        self.stages.after_commit(self, job.ticket)
+        self.stages.after_commit(job.ticket, result)
         self.consumer.commit(job.offsets)
         self.counts.written += result.rows
         self.counts.commits += 1
         self.metrics.written.inc(result.rows)
         self.metrics.commits.inc()
         self.metrics.table_rows.set(self.counts.written)
-        self.resume = SnapshotOffsets(
-            snapshot_id=result.snapshot_id, topic=self.settings.topic, offsets=job.offsets
-        )
+        self.resume = result.offsets
+        self.committed_offsets = job.offsets
         every = self.config.maintenance.every_commits
-        if every and self.counts.commits % every == 0:
+        if every and self.counts.commits % every == 0 and not self.stages.skip_optional_work():
             expire_snapshots(self.table, self.config.maintenance.keep_snapshots)
         return True
 
-    # -- a run ----------------------------------------------------------------------------
+    # -- a run --------------------------------------------------------------------------
 
     def run(
         self,
@@ -262,7 +412,10 @@ class IngestPipeline:
         until_idle_s: float | None = None,
         progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
-        """Consume until `max_messages`, or `until_idle_s` without messages, or a signal."""
+        """Consume until `max_messages`, or `until_idle_s` without messages, or a signal.
+
+        An idle run ends only once everything consumed is committed and nothing waits to be
+        backfilled; the summary's `remaining` says what is left, and why, otherwise."""
         started = self.clock()
         idle_since: float | None = None
         previous = _install_stop(self)
@@ -274,13 +427,12 @@ class IngestPipeline:
                 n = self.step(remaining)
                 if progress and n:
                     progress(n)
-                if n or self.stages.busy(self):
+                if n or self.stages.busy() or self._uncommitted():
                     idle_since = None
                 elif until_idle_s is not None:
                     idle_since = idle_since if idle_since is not None else self.clock()
                     if self.clock() - idle_since >= until_idle_s:
                         break
-            self.stages.drain(self)
             self._final_commit()
         finally:
             _restore_stop(previous)
@@ -288,12 +440,13 @@ class IngestPipeline:
             self.consumer.close()
         return self.summary(self.clock() - started)
 
-    def _final_commit(self, attempts: int = 30) -> None:
+    def _final_commit(self) -> None:
         """The run's last commit; a dependency that stays down ends the run with an error."""
+        attempts = self.config.final_commit_attempts
         for _ in range(attempts):
-            if self.flush() and not self._uncommitted():
+            if self.flush():
                 return
-            time.sleep(1.0)
+            self.sleep(1.0)
         raise StorageError(
             f"could not commit the final batch after {attempts} attempts; "
             "nothing was lost: the next run resumes from the last snapshot"
@@ -304,18 +457,21 @@ class IngestPipeline:
         out: dict[str, Any] = {
             "consumed": c.consumed,
             "written": c.written,
-            "duplicates": c.duplicates,
+            "duplicates": 0,
             "gaps": 0,
             "dlq": c.dlq,
             "dlq_reasons": c.dlq_reasons,
             "commits": c.commits,
             "failed_commits": c.failed_commits,
+            "rewinds": c.rewinds,
+            "rewind_reasons": c.rewind_reasons,
             "broker_resets": sorted(set(self.consumer.resets)),
             "offsets": {str(p): o for p, o in sorted(self.next_offsets.items())},
             "elapsed_s": round(elapsed, 3),
             "rate_msg_s": round(c.consumed / elapsed, 1) if elapsed > 0 else 0.0,
         }
-        out.update(self.stages.summary(self))
+        out.update(self.stages.summary())
+        out["remaining"] = self.stages.remaining()
         return out
 
     def stop(self) -> None:

@@ -13,6 +13,10 @@ Per poll, in order:
 
 Spill files a commit covers are named in its snapshot (`k2.spill.tokens`) and acked after
 it; a crash in between is healed on start by acking what the last snapshot names.
+
+The Redis state (dedup keys, sequence state) is a cache of the table (`state.py`): synced
+from it at start and after every rewind, verified before every commit, and rebuilt from it
+when Redis lost it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
@@ -30,6 +34,7 @@ from redis.exceptions import RedisError
 from k2lib.config import K2Settings
 from k2lib.errors import CircuitOpenError, ServiceError
 from k2lib.ingestion.stages import CommitTicket, PollPlan, Stages
+from k2lib.ingestion.state import StateLedger, TableStateSync
 from k2lib.resilience import (
     CircuitBreaker,
     DeferredSpill,
@@ -40,10 +45,11 @@ from k2lib.resilience import (
     Signals,
     breaker_states,
 )
+from k2lib.storage.writer import CommitResult
 from k2lib.wire.schema import TradeBatch
 
 if TYPE_CHECKING:
-    from k2lib.ingestion.pipeline import IngestPipeline
+    from pyiceberg.table import Table
 
 __all__ = ["DedupStage", "ResilientStages", "SequenceStage"]
 
@@ -58,6 +64,7 @@ PROBE_EVERY_S = 0.25
 
 class SequenceStage(Protocol):
     def classify_batch(self, batch: TradeBatch) -> Any: ...
+    def replay_committed(self, batch: TradeBatch) -> None: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -67,8 +74,10 @@ class DedupStage(Protocol):
 
     def check(self, batch: TradeBatch) -> np.ndarray: ...
     def stage(self) -> Any: ...
-    def record(self, staged: Any) -> None: ...
+    def record(self, staged: Any) -> Any: ...
     def restage(self, staged: Any) -> None: ...
+    def discard(self) -> int: ...
+    def replay_committed(self, batch: TradeBatch) -> None: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -82,6 +91,7 @@ class ResilientStages(Stages):
         breakers: dict[str, CircuitBreaker],
         tracker: SequenceStage | None = None,
         dedup: DedupStage | None = None,
+        ledger: StateLedger | None = None,
         status_sink: Callable[[dict[str, Any]], None] | None = None,
         redis_probe: Callable[[], Any] | None = None,
         memory: ProcessMemory | None = None,
@@ -93,14 +103,19 @@ class ResilientStages(Stages):
         self.breakers = breakers
         self.tracker = tracker
         self.dedup = dedup
+        self.ledger = ledger
         self.status_sink = status_sink
         self.redis_probe = redis_probe
         self.memory = memory or ProcessMemory()
         self.clock = clock
+        self.sync: TableStateSync | None = None
+        self._table: Table | None = None
         self._latency: float | None = None
         self._in_commit: list[tuple[str, np.ndarray]] = []  # spill tokens + their tiers
+        self._backfilling: list[tuple[str, np.ndarray]] = []  # drained, not yet committed
         self._last_status = 0.0
         self._last_probe = 0.0
+        self._dropped = 0
         self.deferred_for_redis = 0
 
     @classmethod
@@ -114,6 +129,7 @@ class ResilientStages(Stages):
     ) -> ResilientStages:
         from k2lib.ingestion.scalability import (
             build_dedup,
+            build_ledger,
             build_tracker,
             redis_probe,
             status_publisher,
@@ -131,6 +147,7 @@ class ResilientStages(Stages):
             breakers=breakers,
             tracker=build_tracker(settings, registry),
             dedup=build_dedup(settings, registry),
+            ledger=build_ledger(settings),
             status_sink=status_publisher(settings),
             redis_probe=redis_probe(settings),
             clock=clock,
@@ -138,11 +155,17 @@ class ResilientStages(Stages):
 
     # -- hooks ----------------------------------------------------------------------------
 
-    def before_poll(self, pipeline: IngestPipeline) -> PollPlan:
-        if not hasattr(self, "_healed"):
-            self._heal_spill(pipeline)
+    def start(self, table: Table, partitions: Collection[int]) -> None:
+        self._table = table
+        self._heal_spill(table)
+        if self.ledger is not None:
+            holders = [h for h in (self.dedup, self.tracker) if h is not None]
+            self.sync = TableStateSync(self.ledger, table, partitions=partitions, holders=holders)
+            self.sync.ensure()
+
+    def before_poll(self, lag: int) -> PollPlan:
         signals = Signals(
-            lag_messages=pipeline.consumer.lag(),
+            lag_messages=lag,
             batch_latency_s=self._latency,
             rss_bytes=self.memory.rss_bytes(),
             breakers=breaker_states(self.breakers.values()),
@@ -157,15 +180,17 @@ class ResilientStages(Stages):
         self.manager.update(signals)
         self._publish_status(signals)
         actions = self.manager.actions
+        backfill: tuple[TradeBatch, ...] = ()
         if actions.backfill_deferred and self.spill.pending_rows():
-            self._backfill(pipeline)
+            backfill = self._backfill()
         return PollPlan(
             consume=actions.consume,
             batch_size_factor=actions.batch_size_factor,
             commit_interval_factor=actions.commit_interval_factor,
+            backfill=backfill,
         )
 
-    def process(self, pipeline: IngestPipeline, batch: TradeBatch) -> TradeBatch:
+    def process(self, batch: TradeBatch) -> TradeBatch:
         if not len(batch):
             return batch
         tiers = self.shedder.tiers_of(batch.symbol, batch.exchange)
@@ -180,41 +205,75 @@ class ResilientStages(Stages):
             return TradeBatch.empty()
         return checked
 
+    def take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
     def guard_commit(self, commit: Callable[[], T]) -> T:
         return self.breakers["iceberg_commit"].call(commit)
 
-    def prepare_commit(self, pipeline: IngestPipeline) -> CommitTicket:
-        spilled, self._in_commit = self._in_commit, []
+    def verify_state(self) -> bool | None:
+        sync = self.sync
+        if sync is None:
+            return True
+        verdict = self._redis(sync.verify)
+        return None if verdict is _FAILED else bool(verdict)
+
+    def prepare_commit(self) -> CommitTicket:
+        spilled = self._in_commit + self._backfilling
+        self._in_commit, self._backfilling = [], []
         staged = self.dedup.stage() if self.dedup is not None else None
         props = {SPILL_TOKENS_PROPERTY: json.dumps([t for t, _ in spilled])} if spilled else {}
         return CommitTicket(properties=props, state=(spilled, staged))
 
-    def after_commit(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
+    def after_commit(self, ticket: CommitTicket, result: CommitResult) -> None:
         spilled, staged = ticket.state
-        if self.dedup is not None:
-            dedup = self.dedup
-            # Keys go to Redis only once their rows are durable. If Redis is down now, they
-            # stay staged in the process and are retried with the next commit.
-            if self._redis(lambda: dedup.record(staged)) is _FAILED:
-                dedup.restage(staged)
+        dedup, sync = self.dedup, self.sync
+        sequence_number = result.offsets.sequence_number
+
+        def record() -> None:
+            if dedup is not None:
+                dedup.record(staged)
+            if sync is not None:
+                sync.committed(sequence_number)
+
+        # Keys go to Redis only once their rows are durable. If Redis is down now, they stay
+        # staged in the process and are retried with the next commit; the mark is not
+        # raised, so a crash first is repaired from the table on the next start.
+        if self._redis(record) is _FAILED and dedup is not None:
+            dedup.restage(staged)
         for token, tiers in spilled:
             self.spill.ack(token)
             self.shedder.record_backfilled(tiers)
 
-    def commit_failed(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
+    def commit_failed(self, ticket: CommitTicket) -> None:
         spilled, staged = ticket.state
         self._in_commit = spilled + self._in_commit
         if self.dedup is not None:
             self.dedup.restage(staged)
 
-    def after_step(self, pipeline: IngestPipeline, seconds: float) -> None:
+    def discard(self) -> None:
+        if self.dedup is not None:
+            self.dedup.discard()
+        for token, _ in self._in_commit + self._backfilling:
+            self.spill.release(token)
+        self._in_commit, self._backfilling = [], []
+
+    def resync(self) -> None:
+        if self.sync is not None:
+            self.sync.ensure(seen=self.sync.marks)
+
+    def after_step(self, seconds: float) -> None:
         if seconds > 0:
             self._latency = seconds
 
-    def busy(self, pipeline: IngestPipeline) -> bool:
+    def busy(self) -> bool:
         return self.spill.pending_rows() > 0 and self.manager.actions.backfill_deferred
 
-    def summary(self, pipeline: IngestPipeline) -> dict[str, Any]:
+    def skip_optional_work(self) -> bool:
+        return self.manager.actions.skip_optional_work
+
+    def summary(self) -> dict[str, Any]:
         shed = self.shedder.counts()
         out: dict[str, Any] = {
             "shed": sum(shed["shed"].values()),
@@ -225,6 +284,11 @@ class ResilientStages(Stages):
             "shedding_by_tier": shed,
             "degradation": self.manager.summary(),
         }
+        if self.sync is not None:
+            out["state"] = {
+                "rebuilds": self.sync.rebuilds,
+                "replayed_rows": self.sync.replayed_rows,
+            }
         if self.dedup is not None:
             dedup = self.dedup.summary()
             out["duplicates"] = dedup.get("duplicates", 0)
@@ -234,6 +298,22 @@ class ResilientStages(Stages):
             out["gaps"] = seq.get("gaps", 0)
             out["sequence"] = seq
         return out
+
+    def remaining(self) -> dict[str, Any]:
+        pending = self.spill.pending_rows()
+        if not pending:
+            return {}
+        level = self.manager.level
+        why = (
+            f"level {level.name} does not backfill deferred records"
+            if not self.manager.actions.backfill_deferred
+            else "the backfill did not finish before the run ended"
+        )
+        return {
+            "deferred_rows": pending,
+            "spill": str(self.spill.directory),
+            "reason": why + "; they are durable in the spill, and the next run backfills them",
+        }
 
     # -- internals ------------------------------------------------------------------------
 
@@ -250,6 +330,7 @@ class ResilientStages(Stages):
         if keep is _FAILED:
             return None
         assert isinstance(keep, np.ndarray)
+        self._dropped += len(batch) - int(np.count_nonzero(keep))
         return batch.take(keep)
 
     def _redis(self, call: Callable[[], Any]) -> Any:
@@ -266,20 +347,21 @@ class ResilientStages(Stages):
         self.spill.append(batch.to_arrow())
         self.shedder.record_deferred(tiers)
 
-    def _backfill(self, pipeline: IngestPipeline) -> None:
+    def _backfill(self) -> tuple[TradeBatch, ...]:
+        out: list[TradeBatch] = []
         for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
             batch = TradeBatch.from_arrow(table)  # keeps its Kafka partition and offset
             checked = self._check(batch)
             if checked is None:
                 self.spill.release(token)
-                return
-            pipeline.accept(checked)
-            self._in_commit.append((token, self.shedder.tiers_of(batch.symbol, batch.exchange)))
+                break
+            out.append(checked)
+            self._backfilling.append((token, self.shedder.tiers_of(batch.symbol, batch.exchange)))
+        return tuple(out)
 
-    def _heal_spill(self, pipeline: IngestPipeline) -> None:
+    def _heal_spill(self, table: Table) -> None:
         """Ack spill files that the last snapshot committed before a crash could ack them."""
-        self._healed = True
-        snap = pipeline.table.current_snapshot()
+        snap = table.current_snapshot()
         props = snap.summary.additional_properties if snap and snap.summary else {}
         for token in json.loads(props.get(SPILL_TOKENS_PROPERTY, "[]")):
             self.spill.ack(token)

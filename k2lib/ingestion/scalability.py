@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from k2lib.config import K2Settings
 from k2lib.stack.services import redis_client
 
-__all__ = ["build_dedup", "build_tracker", "redis_probe", "status_publisher"]
+__all__ = ["build_dedup", "build_ledger", "build_tracker", "redis_probe", "status_publisher"]
 
 STATUS_TTL_S = 30
 
@@ -33,6 +33,17 @@ def build_dedup(settings: K2Settings, registry: CollectorRegistry) -> Any:
     dedup = CommitAlignedDeduplicator(store, registry=registry)
     dedup.warm()
     return dedup
+
+
+def build_ledger(settings: K2Settings) -> Any:
+    """The ledger that ties the Redis state of this topic and table to the table."""
+    from k2lib.ingestion.state import StateLedger
+
+    return StateLedger(
+        redis_client(settings),
+        prefix=settings.redis_prefix,
+        prefixes=(settings.dedup_prefix, settings.sequence_prefix),
+    )
 
 
 def redis_probe(settings: K2Settings) -> Callable[[], Any]:

@@ -1,20 +1,21 @@
 """The seams where optional stages plug into the pipeline.
 
-`Stages` is the no-op base (like pybreaker's listeners): the pipeline calls every hook,
-and a subclass overrides what it provides. `ResilientStages` (resilient.py) wires the load
-shedder, deduplicator, sequence tracker and degradation manager into these hooks.
+`Stages` is the no-op base (like pybreaker's listeners): the pipeline calls every hook with
+narrow arguments, and a subclass overrides what it provides. `ResilientStages`
+(resilient.py) wires the load shedder, deduplicator, sequence tracker, degradation manager
+and the Redis state's check against the table into these hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from pyiceberg.table import Table
+
+from k2lib.storage.writer import CommitResult
 from k2lib.wire.schema import TradeBatch
-
-if TYPE_CHECKING:
-    from k2lib.ingestion.pipeline import IngestPipeline
 
 __all__ = ["CommitTicket", "PollPlan", "Stages"]
 
@@ -31,43 +32,68 @@ class CommitTicket:
 
 @dataclass(frozen=True, slots=True)
 class PollPlan:
-    """What the next poll may do (set from the degradation level's actions)."""
+    """What the next poll may do (set from the degradation level's actions), and deferred
+    records to buffer before it (a backfill from the spill, already checked)."""
 
     consume: bool = True
     batch_size_factor: float = 1.0
     commit_interval_factor: float = 1.0
+    backfill: tuple[TradeBatch, ...] = ()
 
 
 class Stages:
-    def before_poll(self, pipeline: IngestPipeline) -> PollPlan:
+    def start(self, table: Table, partitions: Collection[int]) -> None:
+        """Once, before the first poll: the table and the Kafka partitions this process owns."""
+
+    def before_poll(self, lag: int) -> PollPlan:
         return PollPlan()
 
-    def process(self, pipeline: IngestPipeline, batch: TradeBatch) -> TradeBatch:
+    def process(self, batch: TradeBatch) -> TradeBatch:
         """Valid records in; the records to store out."""
         return batch
+
+    def take_dropped(self) -> int:
+        """Duplicates dropped since the last call (for the pipeline's own counter)."""
+        return 0
 
     def guard_commit(self, commit: Callable[[], T]) -> T:
         return commit()
 
-    def prepare_commit(self, pipeline: IngestPipeline) -> CommitTicket:
+    def verify_state(self) -> bool | None:
+        """Before a commit: True if the state the buffered rows were checked against still
+        holds, False if it was lost (rewind), None if it cannot be told now (wait)."""
+        return True
+
+    def prepare_commit(self) -> CommitTicket:
         """What this commit carries beyond rows (snapshot properties, state to settle)."""
         return CommitTicket()
 
-    def after_commit(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
+    def after_commit(self, ticket: CommitTicket, result: CommitResult) -> None:
         """Runs once the snapshot is durable (record dedup keys, ack spills)."""
 
-    def commit_failed(self, pipeline: IngestPipeline, ticket: CommitTicket) -> None:
-        """The rows went back to the buffer; give back what `prepare_commit` took."""
+    def commit_failed(self, ticket: CommitTicket) -> None:
+        """The commit did not land; give back what `prepare_commit` took."""
 
-    def after_step(self, pipeline: IngestPipeline, seconds: float) -> None:
-        """Feed signals (lag, latency, memory) to whoever watches them."""
+    def discard(self) -> None:
+        """The pipeline dropped its buffer: forget what was checked and not committed."""
 
-    def busy(self, pipeline: IngestPipeline) -> bool:
+    def resync(self) -> None:
+        """After a rewind: bring the stages' state up to what the table now records."""
+
+    def after_step(self, seconds: float) -> None:
+        """Feed signals (latency) to whoever watches them."""
+
+    def busy(self) -> bool:
         """True while work remains that is not in Kafka (a spill to backfill)."""
         return False
 
-    def drain(self, pipeline: IngestPipeline) -> None:
-        """Before the final commit of a run."""
+    def skip_optional_work(self) -> bool:
+        """True when the degradation level puts maintenance off."""
+        return False
 
-    def summary(self, pipeline: IngestPipeline) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    def remaining(self) -> dict[str, Any]:
+        """What a run leaves unfinished, and why (empty when nothing)."""
         return {}

@@ -133,7 +133,7 @@ class ChaosRun:
         create_topics(s, {s.topic: s.partitions, s.dlq_topic: 1})
         stages = ResilientStages.from_settings(s, self.registry, degradation=cfg.degradation)
         self.stages = stages
-        pipeline = IngestPipeline(
+        pipeline = IngestPipeline.from_settings(
             s,
             registry=self.registry,
             stages=stages,

@@ -1,19 +1,27 @@
 """The Iceberg table `market.trades`: its schema, partitioning and the offsets it records.
 
-Each K2 commit writes the next Kafka offset of every partition into the snapshot summary
-(`k2.kafka.offsets`). That summary is the seam: ingest resumes from it after a crash, and
-the hybrid query reads Kafka from it.
+Each K2 commit writes into the snapshot summary the next Kafka offset of *every* partition
+(`k2.kafka.offsets`, merged with what the previous snapshot recorded, so a writer that owns
+some partitions never erases the others' positions), and per partition the number of the last
+K2 commit made by that partition's owner (`k2.kafka.versions`). That summary is the seam:
+ingest resumes from it after a crash, the hybrid query reads Kafka from it, and the writer's
+compare-and-set (writer.py) checks the versions before it appends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -30,10 +38,13 @@ from pyiceberg.types import (
 )
 
 __all__ = [
+    "COMMIT_ID_PROPERTY",
+    "COMMIT_NUMBER_PROPERTY",
     "OFFSETS_PROPERTY",
     "TABLE_PROPERTIES",
     "TOPIC_PROPERTY",
     "TRADES_SCHEMA",
+    "VERSIONS_PROPERTY",
     "SnapshotOffsets",
     "ensure_table",
     "latest_offsets",
@@ -45,6 +56,9 @@ __all__ = [
 OFFSETS_PROPERTY = "k2.kafka.offsets"
 TOPIC_PROPERTY = "k2.kafka.topic"
 TOPIC_ID_PROPERTY = "k2.kafka.topic_id"  # the broker's topic UUID: a wiped broker has a new one
+VERSIONS_PROPERTY = "k2.kafka.versions"  # partition -> number of the last commit that owned it
+COMMIT_NUMBER_PROPERTY = "k2.commit.number"  # 1, 2, 3... along the table's K2 commits
+COMMIT_ID_PROPERTY = "k2.commit.id"  # a uuid per commit attempt: finds an ambiguous commit
 
 TRADES_SCHEMA = Schema(
     NestedField(1, "exchange", StringType(), required=True),
@@ -76,6 +90,9 @@ TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
     "write.parquet.row-group-limit": "16384",  # small groups: symbol stats prune finer
     "format-version": "2",
+    # pyiceberg would otherwise re-apply a conflicting append on top of the new snapshot,
+    # behind the offsets check: K2's writer retries itself, after comparing offsets.
+    "commit.retry.num-retries": "0",
 }
 
 
@@ -88,10 +105,18 @@ class SnapshotOffsets:
     offsets: Mapping[int, int]
     timestamp_ms: int | None = None
     topic_id: str | None = None
+    versions: Mapping[int, int] = field(default_factory=dict)
+    commit_number: int = 0
+    commit_id: str | None = None
+    sequence_number: int = 0
 
     @property
     def recorded(self) -> bool:
         return self.topic is not None
+
+    def owned_versions(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The versions of `partitions` (0 where no commit owned one yet)."""
+        return {p: int(self.versions.get(p, 0)) for p in partitions}
 
 
 def offsets_of(snapshot: Snapshot | None) -> SnapshotOffsets:
@@ -110,10 +135,18 @@ def offsets_of(snapshot: Snapshot | None) -> SnapshotOffsets:
     return SnapshotOffsets(
         snapshot_id=snapshot.snapshot_id,
         topic=props.get(TOPIC_PROPERTY),
-        offsets={int(p): int(o) for p, o in json.loads(raw).items()},
+        offsets=_int_map(raw),
         timestamp_ms=snapshot.timestamp_ms,
         topic_id=props.get(TOPIC_ID_PROPERTY),
+        versions=_int_map(props.get(VERSIONS_PROPERTY, "{}")),
+        commit_number=int(props.get(COMMIT_NUMBER_PROPERTY, "0")),
+        commit_id=props.get(COMMIT_ID_PROPERTY),
+        sequence_number=int(snapshot.sequence_number or 0),
     )
+
+
+def _int_map(raw: str) -> dict[int, int]:
+    return {int(p): int(o) for p, o in json.loads(raw).items()}
 
 
 def latest_offsets(table: Table) -> SnapshotOffsets:
@@ -129,31 +162,65 @@ def latest_offsets(table: Table) -> SnapshotOffsets:
 
 
 def offsets_properties(
-    topic: str, offsets: Mapping[int, int], topic_id: str | None = None
+    topic: str,
+    offsets: Mapping[int, int],
+    topic_id: str | None = None,
+    *,
+    versions: Mapping[int, int] | None = None,
+    commit_number: int | None = None,
+    commit_id: str | None = None,
 ) -> dict[str, str]:
     """The snapshot properties a commit writes."""
-    payload = {str(p): int(o) for p, o in sorted(offsets.items())}
-    props = {TOPIC_PROPERTY: topic, OFFSETS_PROPERTY: json.dumps(payload, separators=(",", ":"))}
+    props = {TOPIC_PROPERTY: topic, OFFSETS_PROPERTY: _dump(offsets)}
     if topic_id:
         props[TOPIC_ID_PROPERTY] = topic_id
+    if versions is not None:
+        props[VERSIONS_PROPERTY] = _dump(versions)
+    if commit_number is not None:
+        props[COMMIT_NUMBER_PROPERTY] = str(commit_number)
+    if commit_id is not None:
+        props[COMMIT_ID_PROPERTY] = commit_id
     return props
 
 
+def _dump(values: Mapping[int, int]) -> str:
+    payload = {str(p): int(o) for p, o in sorted(values.items())}
+    return json.dumps(payload, separators=(",", ":"))
+
+
 def ensure_table(catalog: Catalog, identifier: str) -> Table:
-    """Create `identifier` (and its namespace) if missing; return it. Idempotent."""
-    namespace = identifier.rsplit(".", 1)[0]
-    with contextlib.suppress(NamespaceAlreadyExistsError):
-        catalog.create_namespace(namespace)
+    """Load `identifier`, creating it (and its namespace) only if missing. Idempotent.
+
+    Loading first matters: `create_table` writes a metadata file before the catalog refuses a
+    name that exists, so creating first would leave an orphan file per process start. A table
+    made before a property was added to `TABLE_PROPERTIES` gets it set once."""
     try:
-        return catalog.create_table(
-            identifier,
-            schema=TRADES_SCHEMA,
-            partition_spec=PARTITION_SPEC,
-            sort_order=SORT_ORDER,
-            properties=TABLE_PROPERTIES,
-        )
-    except TableAlreadyExistsError:
-        return catalog.load_table(identifier)
+        table = catalog.load_table(identifier)
+    except NoSuchTableError:
+        namespace = identifier.rsplit(".", 1)[0]
+        with contextlib.suppress(NamespaceAlreadyExistsError):
+            catalog.create_namespace(namespace)
+        try:
+            return catalog.create_table(
+                identifier,
+                schema=TRADES_SCHEMA,
+                partition_spec=PARTITION_SPEC,
+                sort_order=SORT_ORDER,
+                properties=TABLE_PROPERTIES,
+            )
+        except TableAlreadyExistsError:  # another process created it meanwhile
+            table = catalog.load_table(identifier)
+    missing = {
+        k: v
+        for k, v in TABLE_PROPERTIES.items()
+        if k != "format-version" and table.properties.get(k) != v
+    }
+    if missing:
+        # A concurrent start may set them first: then its commit stands.
+        with contextlib.suppress(CommitFailedException), table.transaction() as txn:
+            txn.set_properties(missing)
+        table.refresh()
+    return table
 
 
 def stored_keys(table: Table) -> list[tuple[str, str, int]]:

@@ -27,7 +27,7 @@ def list_open_gaps(settings: K2Settings) -> list[dict[str, Any]]:
         from k2lib.ingestion.sequence.gaps import list_gaps
     except ImportError:  # no sequence tracker in this build
         return []
-    prefix = getattr(settings, "sequence_prefix", f"k2:{settings.topic}:seq:")
+    prefix = settings.sequence_prefix
     client = redis_client(settings)
     try:
         return list_gaps(client, prefix)

@@ -124,7 +124,7 @@ def measured_cost_study(
     """Measure this machine: one ingest process on one core, and the table it wrote."""
     ws = reset_workspace(ctx.settings, "cost")
     published = replay(open_source("synthetic", limit=records, seed=seed), ws.settings, seed=seed)
-    pipeline = IngestPipeline(
+    pipeline = IngestPipeline.from_settings(
         ws.settings,
         registry=new_registry(),
         stages=Stages(),

@@ -148,7 +148,7 @@ def _ingest_while_replaying(
 ) -> tuple[dict, dict, pd.DataFrame]:
     registry = new_registry()
     stages = build_stages(ws.settings, registry) if full_stages else Stages()
-    pipeline = IngestPipeline(
+    pipeline = IngestPipeline.from_settings(
         ws.settings, config=IngestConfig(commit_interval_s=1.0), registry=registry, stages=stages
     )
     published = [0]

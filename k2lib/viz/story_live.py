@@ -118,7 +118,7 @@ class LiveIngest:
         self.registry = new_registry()
         self.stages = ResilientStages.from_settings(s, self.registry, degradation=DEMO_DEGRADATION)
         self.manager = self.stages.manager
-        self.pipeline = IngestPipeline(
+        self.pipeline = IngestPipeline.from_settings(
             s,
             registry=self.registry,
             stages=self.stages,

@@ -93,7 +93,7 @@ def build_query_demo(ctx: DemoContext, *, tail_minutes: int = 5, seed: int = 3) 
     config = SyntheticConfig(seed=seed, records=records, symbols=SYMBOLS, start_us=start)
     old = _Slice(SyntheticFeed(config), start, seam, "history")
     published = replay(old, ws.settings, seed=seed)
-    pipeline = IngestPipeline(
+    pipeline = IngestPipeline.from_settings(
         ws.settings, config=ONE_COMMIT, registry=new_registry(), stages=Stages()
     )
     pipeline.run(max_messages=published["published"], until_idle_s=20.0)
@@ -179,7 +179,7 @@ def kafka_only_moment(demo: QueryDemo, symbol: str = "BTCUSDT") -> list[str]:
 
 def catch_up(demo: QueryDemo) -> str:
     """Ingest the tail: the seam moves forward, the answer must not change."""
-    pipeline = IngestPipeline(
+    pipeline = IngestPipeline.from_settings(
         demo.workspace.settings, config=ONE_COMMIT, registry=new_registry(), stages=Stages()
     )
     summary = pipeline.run(max_messages=demo.in_kafka_only, until_idle_s=20.0)

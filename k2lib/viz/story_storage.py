@@ -91,7 +91,7 @@ def build_storage_demo(
     demo = StorageDemo(ws)
     for n, batch in enumerate(feed.batches(per_round), start=1):
         published = replay(_OneBatch(batch, f"round {n}"), ws.settings, seed=seed)
-        pipeline = IngestPipeline(
+        pipeline = IngestPipeline.from_settings(
             ws.settings, config=ONE_COMMIT, registry=new_registry(), stages=Stages()
         )
         summary = pipeline.run(max_messages=published["published"], until_idle_s=ROUND_IDLE_S)

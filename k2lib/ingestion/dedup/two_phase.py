@@ -1,10 +1,17 @@
 """Commit-aligned deduplication (ADR 008): check now, record once the rows are durable.
 
-- `check(batch)` drops duplicates (within the batch, among keys still pending, and in Redis
+- `check(batch)` drops duplicates (within the batch, among keys not yet in Redis, and in Redis
   when the Bloom filter says "maybe": one read-only Lua call) and holds the new keys pending;
-- `stage()` takes the pending keys for one Iceberg commit;
+- `stage()` takes the pending keys for one Iceberg commit. They stay visible to `check` while
+  that commit is in flight: the next poll overlaps the commit, and a duplicate in it must see
+  the keys the commit is about to store;
 - `record(staged)` writes them to Redis after that commit: one Lua call, bitmap spans;
-- `restage(staged)` puts them back when the commit or Redis failed.
+- `restage(staged)` puts them back when the commit or Redis failed;
+- `discard()` forgets every key not yet recorded, when the pipeline drops its buffer and
+  rewinds to what the table records (a fenced commit, a Redis state rebuilt);
+- `replay_committed(batch)` takes rows the table committed behind this process's back (its
+  own commit before a crash, another writer's) into Redis and the Bloom filter
+  (`k2lib.ingestion.state`).
 
 A crash before `record` leaves nothing in Redis for rows the table lacks, and a feed
 published again (new offsets, same keys) is dropped against Redis. Pending keys are checked
@@ -39,16 +46,20 @@ class StagedKeys:
 
     names: np.ndarray
     seqs: np.ndarray
+    chunks: tuple[_Pending, ...] = ()
+    """The in-flight chunks these keys came from (dropped from view once recorded)."""
 
     def __len__(self) -> int:
         return int(self.seqs.size)
 
     @classmethod
-    def join(cls, parts: list[StagedKeys]) -> StagedKeys:
-        if not parts:
+    def join(cls, chunks: list[_Pending]) -> StagedKeys:
+        if not chunks:
             return cls(np.zeros(0, np.uint64), np.zeros(0, np.int64))
         return cls(
-            np.concatenate([p.names for p in parts]), np.concatenate([p.seqs for p in parts])
+            np.concatenate([c.keys.names for c in chunks]),
+            np.concatenate([c.keys.seqs for c in chunks]),
+            tuple(chunks),
         )
 
 
@@ -90,7 +101,8 @@ class CommitAlignedDeduplicator(Deduplicator):
         registry: CollectorRegistry | None = None,
     ) -> None:
         super().__init__(store, config=config, wall_clock=wall_clock, registry=registry)
-        self._pending: list[_Pending] = []
+        self._pending: list[_Pending] = []  # checked, not yet staged
+        self._inflight: list[_Pending] = []  # staged for a commit, not yet recorded
         self._pending_lock = threading.Lock()
 
     def check(self, batch: TradeBatch) -> np.ndarray:
@@ -145,25 +157,47 @@ class CommitAlignedDeduplicator(Deduplicator):
         return keep
 
     def stage(self) -> StagedKeys:
-        """Take every pending key, for the commit about to happen."""
+        """Take every pending key for the commit about to happen (still seen by `check`)."""
         with self._pending_lock:
-            staged = StagedKeys.join([p.keys for p in self._pending])
-            self._pending = []
-        return staged
+            chunks, self._pending = self._pending, []
+            self._inflight.extend(chunks)
+        return StagedKeys.join(chunks)
 
     def restage(self, staged: StagedKeys) -> None:
         """The commit or `record` failed: keep the keys pending for the next commit."""
-        if not len(staged):
-            return
-        pending = _Pending(staged)
         with self._pending_lock:
-            self._pending.insert(0, pending)
+            ids = {id(c) for c in staged.chunks}
+            self._inflight = [c for c in self._inflight if id(c) not in ids]
+            self._pending[:0] = list(staged.chunks)
+
+    def discard(self) -> int:
+        """Forget every key not yet recorded (the rows were dropped). -> keys forgotten."""
+        with self._pending_lock:
+            n = sum(len(c.keys) for c in self._pending + self._inflight)
+            self._pending, self._inflight = [], []
+        return n
 
     def record(self, staged: StagedKeys) -> int:
         """Write committed keys to Redis (one Lua call). -> keys another consumer had first."""
-        n = len(staged)
+        late = self._record(staged.names, staged.seqs)
+        with self._pending_lock:  # in Redis now: the in-process copy is no longer needed
+            ids = {id(c) for c in staged.chunks}
+            self._inflight = [c for c in self._inflight if id(c) not in ids]
+        return late
+
+    def replay_committed(self, batch: TradeBatch) -> None:
+        """Rows already in the table: record their keys and add them to the Bloom filter."""
+        if not len(batch):
+            return
+        names, seq, hashes = self._keys(batch)
+        self._record(names, seq)
+        self.bloom.add_batch(hashes, window=self.bloom.live_windows()[0])
+
+    def _record(self, names: np.ndarray, seqs: np.ndarray) -> int:
+        n = int(seqs.size)
         if n == 0:
             return 0
+        staged = StagedKeys(names, seqs)
         within, order = self._planner.within_batch(staged.names, staged.seqs)
         none = np.zeros(n, bool)
         planned = self._planner.plan(
@@ -187,7 +221,7 @@ class CommitAlignedDeduplicator(Deduplicator):
     def summary(self) -> dict[str, int]:
         out = super().summary()
         with self._pending_lock:
-            out["pending"] = sum(len(p.keys) for p in self._pending)
+            out["pending"] = sum(len(p.keys) for p in self._pending + self._inflight)
         return out
 
     def _pending_duplicates(
@@ -199,7 +233,7 @@ class CommitAlignedDeduplicator(Deduplicator):
         if not rows.size:
             return out
         with self._pending_lock:
-            chunks = list(self._pending)
+            chunks = self._pending + self._inflight
         for chunk in chunks:
             out[rows] |= chunk.holds(names[rows], seq[rows], hashes[rows])
         return out

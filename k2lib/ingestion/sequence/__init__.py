@@ -226,6 +226,15 @@ class SequenceTracker(ABC):
             return result
         raise ServiceError("sequence state kept moving under a replayed batch; retry it")
 
+    def replay_committed(self, batch: TradeBatch) -> None:
+        """Bring the state up to rows the table already holds (a rebuild after Redis lost
+        it, or rows committed behind this process's back). Rows seen before change nothing;
+        labels are not counted, since these records were counted when first classified."""
+        if len(batch):
+            plan = plan_runs(batch, np.ones(len(batch), bool), None, offsets=False)
+            if plan.n:
+                self._apply(plan)
+
     @abstractmethod
     def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
         """Apply a plan atomically, or report a replay without changing anything."""
