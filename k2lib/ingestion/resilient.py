@@ -44,6 +44,7 @@ from k2lib.resilience import (
     ProcessMemory,
     Signals,
     breaker_states,
+    spill_directory,
 )
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.schema import TradeBatch
@@ -139,7 +140,7 @@ class ResilientStages(Stages):
             name: CircuitBreaker(name, clock=clock, registry=registry)
             for name in ("redis", "iceberg_commit", "broker")
         }
-        spill = DeferredSpill(settings.home / "spill" / settings.topic)
+        spill = DeferredSpill(spill_directory(settings), registry=registry)
         return cls(
             manager=DegradationManager(config=degradation, clock=clock, registry=registry),
             shedder=LoadShedder(registry=registry, pending_records=spill.pending_rows()),

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from k2lib.errors import InconsistentSeamError, QueryError, ServiceError
-from k2lib.query.deferred import DeferredRows, read_deferred, spill_directory
+from k2lib.query.deferred import DeferredRows, read_deferred
 from k2lib.query.historical import PinnedSnapshot
 from k2lib.query.kafka_tail import TailResult
 from k2lib.query.merge import (
@@ -31,6 +31,7 @@ from k2lib.query.merge import (
 )
 from k2lib.query.provenance import Provenance, QueryResult, newest_ts
 from k2lib.query.spec import QuerySpec
+from k2lib.resilience.spill import spill_directory
 from k2lib.wire.schema import TradeBatch
 
 if TYPE_CHECKING:

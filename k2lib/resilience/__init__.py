@@ -5,7 +5,8 @@
 - `signals`  Signals (lag, batch latency, RSS, breaker states) and their thresholds
 - `manager`  DegradationManager: signals -> level, with hysteresis, dwell and step-down
 - `shedder`  LoadShedder: symbol tiers off the real-time path, query admission by priority
-- `spill`    DeferredSpill: shed records on disk until they are backfilled
+- `spill`    DeferredSpill: deferred records on disk until they are backfilled, per topic
+             and table (`spill_directory`); `read_spill`, the read-only reader for queries
 """
 
 from k2lib.resilience.breaker import BreakerConfig, BreakerListener, BreakerState, CircuitBreaker
@@ -30,7 +31,7 @@ from k2lib.resilience.signals import (
     breaker_states,
     lag_from_stats,
 )
-from k2lib.resilience.spill import DeferredSpill, SpillToken
+from k2lib.resilience.spill import DeferredSpill, SpillToken, read_spill, spill_directory
 
 __all__ = [
     "LEVEL_ACTIONS",
@@ -56,4 +57,6 @@ __all__ = [
     "actions_for",
     "breaker_states",
     "lag_from_stats",
+    "read_spill",
+    "spill_directory",
 ]

@@ -3,7 +3,9 @@ injected degradation manager, and schemathesis fuzzing the OpenAPI schema for 50
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from k2lib.monitoring.metrics import new_registry
 from k2lib.query.testing import ingest_prefix, produce, synthetic_trades
 from k2lib.resilience.levels import DegradationLevel
 from k2lib.resilience.manager import DegradationManager
+from k2lib.resilience.spill import DeferredSpill, spill_directory
 from k2lib.stack import load_k2_catalog
 from k2lib.stack.services import create_topics
 from k2lib.storage.table import ensure_table
@@ -158,6 +161,42 @@ def test_trades_come_back_once_with_provenance(client: httpx.Client) -> None:
     assert prov["rows_by_source"]["iceberg"] + prov["rows_by_source"]["kafka"] == len(rows)
     assert [x["exch_ts"] for x in rows] == sorted(x["exch_ts"] for x in rows)
     assert rows[0]["price"].count(".") == 1 and len(rows[0]["price"].split(".")[1]) == 8
+
+
+def test_a_corrupt_spill_file_is_skipped_not_a_500(
+    api_settings: K2Settings, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The table's spill (per topic and table) holds one intact and one garbage file."""
+    q = {"symbol": "BTCUSDT", "exchange": "binance", "start": "now-30m", "end": "now"}
+    before = client.get("/v1/trades", params=q)
+    assert before.status_code == 200, before.text
+    directory = spill_directory(api_settings)
+    spill = DeferredSpill(directory)
+    shed = synthetic_trades(
+        5,
+        start_us=time.time_ns() // 1000 - 10 * MIN,
+        span_us=MIN,
+        symbols=["BTCUSDT"],
+        first_seq={"BTCUSDT": 10**9},
+        seed=12,
+    )
+    spill.append(shed.to_arrow())
+    bad = spill.append(shed.to_arrow())
+    assert bad is not None
+    (directory / bad).write_bytes(b"\x00\xff garbage, not an Arrow stream" * 30)
+    try:
+        with caplog.at_level(logging.WARNING, logger="k2lib.resilience.spill"):
+            r = client.get("/v1/trades", params=q)
+        assert r.status_code == 200, r.text
+        rows, prov = r.json()["rows"], r.json()["provenance"]
+        table_rows = [x for x in rows if x["source"] != "spill"]
+        assert table_rows == before.json()["rows"] and len(table_rows) > 100
+        assert sorted(x["seq"] for x in rows if x["source"] == "spill") == sorted(shed.seq)
+        assert prov["rows_by_source"]["spill"] == 5 and prov["deferred_files"] == 1
+        assert (directory / bad).exists()  # the query never moves the ingest's files
+        assert any(str(directory / bad) in m for m in caplog.messages)
+    finally:
+        shutil.rmtree(directory.parent)
 
 
 def test_recent_with_limit_keeps_the_newest(client: httpx.Client) -> None:

@@ -17,7 +17,6 @@ from pyiceberg.catalog.sql import SqlCatalog
 from k2lib.config import K2Settings
 from k2lib.errors import InconsistentSeamError, QueryError, ServiceError
 from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig, TailResult
-from k2lib.query.deferred import spill_directory
 from k2lib.query.merge import (
     OFFSET_BEGINNING,
     behind_partitions,
@@ -29,7 +28,7 @@ from k2lib.query.merge import (
     to_records,
 )
 from k2lib.query.testing import append_with_offsets, synthetic_trades
-from k2lib.resilience.spill import DeferredSpill
+from k2lib.resilience.spill import DeferredSpill, spill_directory
 from k2lib.storage.table import ensure_table
 from k2lib.wire.partitioner import partition_for
 from k2lib.wire.schema import TradeBatch

@@ -1,18 +1,14 @@
-"""LoadShedder, query admission and DeferredSpill, all checked against LEVEL_ACTIONS."""
+"""LoadShedder and query admission, checked against LEVEL_ACTIONS (the spill: test_spill.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from k2lib.errors import ConfigError
 from k2lib.monitoring.metrics import new_registry
 from k2lib.resilience import (
     LEVEL_ACTIONS,
-    DeferredSpill,
     DegradationLevel,
     LoadShedder,
     QueryPriority,
@@ -130,48 +126,3 @@ def test_admission_spot_checks_and_sources() -> None:
     assert shedder.admit_query(QueryPriority.HIGH, L.CIRCUIT_BREAK, "historical").admitted
     refused = shedder.admit_query(QueryPriority.HIGH, L.CIRCUIT_BREAK, "hybrid")
     assert not refused.admitted and "hybrid" in refused.reason
-
-
-def table(start: int, n: int) -> pa.Table:
-    return pa.table({"symbol": ["SYM0001"] * n, "seq": list(range(start, start + n))})
-
-
-def test_spill_append_drain_ack(tmp_path: Path) -> None:
-    spill = DeferredSpill(tmp_path / "spill")
-    tokens = [spill.append(table(0, 3)), spill.append(table(3, 4)), spill.append(table(7, 5))]
-    assert spill.append(table(0, 0)) is None
-    assert spill.pending_rows() == 12 and spill.pending_files() == 3
-    drained = list(spill.drain(max_rows=5))  # 3 + 4 >= 5: two files
-    assert [t for t, _ in drained] == tokens[:2]
-    assert pa.concat_tables([t for _, t in drained]).column("seq").to_pylist() == list(range(7))
-    assert [t for t, _ in spill.drain(max_rows=100)] == [tokens[2]]  # in-flight: skipped
-    assert list(spill.drain(max_rows=100)) == []
-    for token, _ in drained:
-        spill.ack(token)
-    spill.ack(drained[0][0])  # twice is harmless
-    assert spill.pending_rows() == 5
-    spill.release(tokens[2])  # commit failed: hand it out again
-    assert [t for t, _ in spill.drain(max_rows=1)] == [tokens[2]]
-
-
-def test_spill_drains_at_least_one_file_bigger_than_max_rows(tmp_path: Path) -> None:
-    spill = DeferredSpill(tmp_path)
-    spill.append(table(0, 10))
-    assert sum(t.num_rows for _, t in spill.drain(max_rows=1)) == 10
-
-
-def test_spill_survives_a_restart_and_ignores_torn_writes(tmp_path: Path) -> None:
-    first = DeferredSpill(tmp_path)
-    a = first.append(table(0, 2))
-    first.append(table(2, 3))
-    (tmp_path / "000000000099-7.arrows.tmp").write_bytes(b"half a file")  # crashed append
-    del first
-    second = DeferredSpill(tmp_path)
-    assert second.pending_rows() == 5
-    assert not list(tmp_path.glob("*.tmp"))
-    assert a is not None
-    second.ack(a)
-    c = second.append(table(5, 1))
-    assert c is not None and c > a  # sequence continues after the restart
-    rows = [r for _, t in second.drain(max_rows=100) for r in t.column("seq").to_pylist()]
-    assert rows == [2, 3, 4, 5]
