@@ -1,0 +1,211 @@
+"""Seeded adversarial schedules for the exactly-once suite, run against the live stack.
+
+A schedule is drawn from its seed alone: a faulty synthetic feed published at a paced rate
+while 1-3 real `k2 ingest` processes commit every 0.1-0.3 s, and events at random moments:
+SIGKILL of an ingest (restarted after a pause), the Redis state of this feed wiped (what a
+FLUSHALL or failover does to it), Redis frozen with SIGSTOP, and the whole feed sent again.
+After the last event one more ingest settles what is left; then the raw table, `k2 gaps` and
+the DLQ are checked against the feed's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from k2lib.config import K2Settings
+from k2lib.feeds import FaultSpec, open_source
+from k2lib.feeds.publisher import replay
+
+EVENTS = ("kill", "wipe", "freeze", "resend")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    seed: int
+    messages: int
+    faults: str
+    rate: int
+    writers: int
+    commit_interval: float
+    events: tuple[tuple[float, str], ...]
+
+    @classmethod
+    def draw(cls, seed: int) -> Schedule:
+        rng = random.Random(seed)
+        faults = (
+            f"dup={rng.choice([0.005, 0.01, 0.03])},gap={rng.choice([0.0005, 0.002])},"
+            f"reorder={rng.choice([0.0, 0.005])},poison={rng.choice([0.0005, 0.002])}"
+        )
+        events = tuple(
+            sorted((round(rng.uniform(0.3, 3.0), 2), rng.choice(EVENTS)) for _ in range(3))
+        )
+        return cls(
+            seed=seed,
+            messages=rng.choice([6_000, 10_000, 15_000]),
+            faults=faults,
+            rate=rng.choice([4_000, 8_000]),
+            writers=rng.choice([1, 2, 3]),
+            commit_interval=rng.choice([0.1, 0.2, 0.3]),
+            events=events,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"seed={self.seed} messages={self.messages} faults={self.faults} rate={self.rate} "
+            f"writers={self.writers} commit_interval={self.commit_interval} "
+            f"events={list(self.events)}"
+        )
+
+
+@dataclass
+class Run:
+    schedule: Schedule
+    settings: K2Settings
+    env: dict[str, str]
+    workdir: Path
+    redis_pid: int | None
+    log: list[str] = field(default_factory=list)
+    ingests: list[subprocess.Popen[str]] = field(default_factory=list)
+    killed: int = 0
+    sends: int = 1
+
+    def k2(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "k2lib.cli.main", *args],
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def replay(self, truth: Path | None) -> threading.Thread:
+        """The schedule's feed, published from a thread of this process (paced)."""
+        s = self.schedule
+        feed = open_source("synthetic", limit=s.messages, exchange=None, seed=s.seed, symbols=None)
+
+        def publish() -> None:
+            replay(
+                feed,
+                self.settings,
+                rate=s.rate,
+                faults=FaultSpec.parse(s.faults),
+                seed=s.seed,
+                truth_path=truth,
+            )
+
+        thread = threading.Thread(target=publish, name=f"feed-{s.seed}", daemon=True)
+        thread.start()
+        return thread
+
+    def ingest(self, idle_s: float = 2.0) -> subprocess.Popen[str]:
+        interval = str(self.schedule.commit_interval)
+        proc = self.k2("ingest", "--until-idle", str(idle_s), "--commit-interval", interval)
+        self.ingests.append(proc)
+        return proc
+
+    def event(self, name: str, rng: random.Random) -> None:
+        self.log.append(f"{time.monotonic():.2f} {name}")
+        if name == "kill":
+            alive = [p for p in self.ingests if p.poll() is None]
+            if alive:
+                victim = rng.choice(alive)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                self.killed += 1
+                time.sleep(rng.uniform(0.1, 0.6))
+                self.ingest()
+        elif name == "wipe":
+            wipe_redis_state(self.settings)
+        elif name == "freeze" and self.redis_pid:
+            os.kill(self.redis_pid, signal.SIGSTOP)
+            try:
+                time.sleep(rng.uniform(0.5, 2.0))
+            finally:
+                os.kill(self.redis_pid, signal.SIGCONT)
+        elif name == "resend":
+            self.sends += 1
+            self.replay(None).join(timeout=120)
+
+
+def wipe_redis_state(settings: K2Settings) -> int:
+    """Delete every Redis key of this feed and table, as a FLUSHALL would (scoped, so that
+    other tests sharing the stack keep theirs)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1_000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+def execute(schedule: Schedule, settings: K2Settings, env: dict[str, str], workdir: Path) -> Run:
+    """Run `schedule` to the end (every process exited, one settling ingest after)."""
+    rng = random.Random(schedule.seed * 7919)
+    run = Run(schedule, settings, env, workdir, redis_pid=_redis_pid(settings.home))
+    for _ in range(schedule.writers):
+        run.ingest()
+    truth = workdir / "truth.json"
+    feed = run.replay(truth)
+    started = time.monotonic()
+    for at, name in schedule.events:
+        time.sleep(max(0.0, at - (time.monotonic() - started)))
+        run.event(name, rng)
+    feed.join(timeout=180)
+    for proc in run.ingests:
+        if proc.poll() is None:
+            proc.wait(timeout=180)
+    failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL)]
+    errors = [p.stderr.read() if p.stderr else "" for p in failed]
+    settle = run.k2("ingest", "--until-idle", "1")
+    out, err = settle.communicate(timeout=180)
+    if settle.returncode != 0 or failed:
+        raise AssertionError(
+            f"{schedule.describe()}: an ingest failed:\n{err[-3000:]}\n"
+            + "\n".join(e[-3000:] for e in errors)
+        )
+    run.log.append(out.strip().splitlines()[-1] if out.strip() else "")
+    return run
+
+
+def truth_of(workdir: Path) -> dict[str, Any]:
+    return json.loads((workdir / "truth.json").read_text())
+
+
+def truth_gaps(truth: dict[str, Any]) -> set[tuple[str, str, int, int]]:
+    return {(g["exchange"], g["symbol"], int(g["first"]), int(g["last"])) for g in truth["gaps"]}
+
+
+def duplicated(keys: list[tuple[str, str, int]]) -> list[tuple[tuple[str, str, int], int]]:
+    return [(k, n) for k, n in Counter(keys).items() if n > 1][:10]
+
+
+@cache
+def _redis_pid(home: Path) -> int | None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "k2lib.cli.main", "status", "--format", "json"],
+        env={**os.environ, "K2_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        info = json.loads(proc.stdout)["redis"]
+    except (ValueError, KeyError):
+        return None
+    return int(info["pid"]) if info.get("managed") and info.get("pid") else None
