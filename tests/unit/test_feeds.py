@@ -205,6 +205,8 @@ def assert_aligned(batches) -> None:
         ('1723161255088176367 ["x@trade"]', "no data object"),
         ('1723161255088176367 {"stream":"x@trade","data":[1]}', "no data object"),
         ("nan " + trade_line()[20:], "receive time must be integer ns"),
+        ("9" * 5_000 + trade_line()[19:], "receive time must be integer ns, got '999"),
+        ("9" * 30 + trade_line()[19:], "receive time in us 999999999999999999999999999 is outside"),
         ("1723161255088176367 " + "[" * 100_000 + '"@trade"', "nested too deeply"),
         (trade_line(p=MISSING), "field p missing"),
         (trade_line(q=MISSING), "field q missing"),
