@@ -8,6 +8,9 @@ Accepted forms (the same in the CLI and the REST API):
   (13), microseconds (16) or nanoseconds (19); `1714564800.25` is fractional seconds;
 - relative to now: `now`, `now-15m`, `now-1h30m`, `now+5s`, with units
   `us ms s m h d w`.
+
+A text longer than MAX_TIME_CHARS is refused before it is read: no form needs that many
+characters, and Python's int() raises ValueError (not a QueryError) past 4,300 digits.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from datetime import UTC, datetime
 
 from k2lib.errors import QueryError
 
-__all__ = ["TIME_FORMS_HELP", "format_micros", "parse_time", "wall_clock_micros"]
+__all__ = [
+    "MAX_TIME_CHARS",
+    "TIME_FORMS_HELP",
+    "format_micros",
+    "parse_time",
+    "wall_clock_micros",
+]
 
 TIME_FORMS_HELP = (
     "T is ISO-8601 with an offset (2024-05-01T12:00:00Z), an epoch integer in "
@@ -47,6 +56,9 @@ _NS_FROM = 10**17
 # datetime's own range; anything outside it is a typo, not a time.
 _MIN_US = -62_135_596_800_000_000
 _MAX_US = 253_402_300_799_999_999
+# `2024-05-01T14:00:00.123456+02:00` is 32 characters; twice that leaves room for spaced-out
+# relative terms and keeps every number small enough for int() and for an error message.
+MAX_TIME_CHARS = 64
 
 
 def wall_clock_micros() -> int:
@@ -57,10 +69,19 @@ def wall_clock_micros() -> int:
 def parse_time(text: str | int, *, now: Callable[[], int] = wall_clock_micros) -> int:
     """One of the forms in the module docstring -> UTC microseconds. Raises QueryError."""
     if isinstance(text, int):
+        if abs(text) >= 10**MAX_TIME_CHARS:  # repr() of it in a message could itself raise
+            raise QueryError(
+                f"time of more than {MAX_TIME_CHARS} digits is outside the years 1..9999"
+            )
         return _checked(_epoch_to_micros(text), text)
     raw = text.strip()
     if not raw:
         raise QueryError(f"empty time; {TIME_FORMS_HELP}")
+    if len(raw) > MAX_TIME_CHARS:
+        raise QueryError(
+            f"time is {len(raw)} characters long, more than any form needs "
+            f"(at most {MAX_TIME_CHARS}); {TIME_FORMS_HELP}"
+        )
     lowered = raw.lower()
     if lowered.startswith("now"):
         return _checked(_relative(lowered, raw, now()), raw)

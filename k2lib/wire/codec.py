@@ -7,7 +7,7 @@ Layout (76 bytes)::
     3  side      u1   0 unknown, 1 buy, 2 sell
     4  exchange  16s  ASCII, NUL-padded
     20 symbol    16s  ASCII, NUL-padded
-    36 seq       i8
+    36 seq       i8   0 <= seq < 2**53
     44 exch_ts   i8   UTC microseconds
     52 recv_ts   i8   UTC microseconds
     60 price     i8   units of 1e-8 (exact decimal)
@@ -30,6 +30,9 @@ from k2lib.wire.schema import MAX_DECIMAL_INT, SCHEMA_VERSION, TradeBatch
 
 __all__ = [
     "MAGIC",
+    "MAX_SEQ",
+    "MAX_TS_US",
+    "MIN_TS_US",
     "RECORD_DTYPE",
     "RECORD_SIZE",
     "DecodeResult",
@@ -58,6 +61,11 @@ RECORD_SIZE = RECORD_DTYPE.itemsize
 # Timestamps outside [2000-01-01, 2100-01-01) are a broken clock or a unit mistake.
 MIN_TS_US = 946_684_800_000_000
 MAX_TS_US = 4_102_444_800_000_000
+# The sequence tracker keeps seqs and timestamps in Redis Lua numbers, which are doubles, and
+# the dedup refuses seqs it cannot key exactly: a seq from 2**53 up would stop those stages, so
+# it is rejected here, where a bad record becomes a DLQ entry. (The timestamp range above is
+# well inside ±2**53 us.)
+MAX_SEQ = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,7 @@ def _validate(rec: np.ndarray) -> tuple[np.ndarray, list[str]]:
         (rec["price"] <= 0, "price must be > 0"),
         ((rec["recv_ts"] < MIN_TS_US) | (rec["recv_ts"] >= MAX_TS_US), "recv_ts out of range"),
         ((rec["exch_ts"] < MIN_TS_US) | (rec["exch_ts"] >= MAX_TS_US), "exch_ts out of range"),
+        (rec["seq"] >= MAX_SEQ, "seq must be < 2**53"),
         (rec["seq"] < 0, "seq must be >= 0"),
         (rec["side"] > 2, "side must be 0, 1 or 2"),
         (~_is_name(rec["symbol"]), "symbol must be non-empty printable ASCII"),

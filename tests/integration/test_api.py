@@ -216,6 +216,9 @@ def test_recent_with_limit_keeps_the_newest(client: httpx.Client) -> None:
         ({"symbol": "BTCUSDT", "start": "soon"}, 400, "cannot read time 'soon'"),
         ({"symbol": "BTCUSDT", "start": "now", "end": "now-1h"}, 400, "before end"),
         ({"symbol": "BTCUSDT", "start": "2024-01-01T00:00:00"}, 400, "no UTC offset"),
+        # past Python's int-string limit: a 500 once, a clear 400 now
+        ({"symbol": "BTCUSDT", "start": "1" * 4_301}, 400, "characters long"),
+        ({"symbol": "BTCUSDT", "end": "now-" + "9" * 5_000 + "m"}, 400, "characters long"),
         ({"symbol": "BTCUSDT", "limit": 0}, 422, "limit"),
         ({"symbol": "BTCUSDT", "source": "both"}, 422, "source"),
         ({"symbol": "BTCUSDT", "priority": "urgent"}, 422, "priority"),

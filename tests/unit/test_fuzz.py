@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,11 +67,15 @@ def test_decoder_never_raises_and_accounts_for_every_value(data):
 
 
 def _read_all(path: Path) -> None:
+    """Read a whole source: every batch has aligned columns and every record is counted."""
     try:
         src = open_source(str(path))
-        for _ in src.batches(10):
-            pass
-        assert src.report.malformed >= 0
+        read = 0
+        for b in src.batches(10):
+            assert len({len(getattr(b, name)) for name in b.__dataclass_fields__}) == 1
+            read += len(b)
+            assert read == src.report.records
+        assert src.report.malformed == len(src.report.reasons) or len(src.report.reasons) == 20
     except K2Error:
         pass
 
@@ -76,6 +83,7 @@ def _read_all(path: Path) -> None:
 CSV_CELL = st.one_of(
     st.text(max_size=12),
     st.integers().map(str),
+    st.integers(-(2**80), 2**80).map(str),  # past int64 both ways
     st.sampled_from(
         [
             "2024-08-09T00:00:00+00:00",
@@ -113,6 +121,11 @@ TRADE = (
 )
 JSONISH = st.one_of(
     st.integers(-5, 10**12).map(str),
+    st.integers(-(2**80), 2**80).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.just("[1]"),
+    st.just("{}"),
+    st.just('"%s"' % ("X" * 17)),
     st.just('"61837.63000000"'),
     st.just('"x"'),
     st.just("null"),
@@ -143,3 +156,40 @@ def test_capture_reader_never_crashes(lines, tail):
         raw = path.read_bytes()
         path.write_bytes(raw[: max(1, len(raw) // 2)] + tail)  # truncated or trailing junk
         _read_all(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.decimals(
+            min_value=Decimal("0.00000001"),
+            max_value=Decimal("9999999999.99999999"),
+            places=8,
+            allow_nan=False,
+            allow_infinity=False,
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_parquet_decimals_round_trip_exactly(values):
+    n = len(values)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.parquet"
+        pq.write_table(
+            pa.table(
+                {
+                    "exchange": ["binance"] * n,
+                    "symbol": ["BTCUSDT"] * n,
+                    "seq": list(range(n)),
+                    "ts": ["2024-08-09T00:00:00+00:00"] * n,
+                    "price": pa.array(values, pa.decimal128(18, 8)),
+                    "qty": pa.array(values, pa.decimal128(38, 10)),
+                }
+            ),
+            path,
+        )
+        src = open_source(str(path))
+        got = [t for b in src.batches(7) for t in b.trades()]
+    assert src.report.malformed == 0
+    assert [t.price for t in got] == values == [t.qty for t in got]

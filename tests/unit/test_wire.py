@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from k2lib.errors import ValidationError
-from k2lib.wire.codec import RECORD_SIZE, decode_batch, encode_batch
+from k2lib.ingestion.dedup.deduplicator import Deduplicator
+from k2lib.ingestion.sequence._runs import MAX_ABS_VALUE, plan_runs
+from k2lib.wire.codec import (
+    MAX_SEQ,
+    MAX_TS_US,
+    MIN_TS_US,
+    RECORD_SIZE,
+    decode_batch,
+    encode_batch,
+)
 from k2lib.wire.factorize import factorize, factorize_pair
 from k2lib.wire.partitioner import murmur2, partition_for
 from k2lib.wire.schema import Trade, TradeBatch, format_decimal, parse_decimal
@@ -121,6 +130,46 @@ def test_validation_rules_each_have_a_reason():
     for reason, over in cases.items():
         result = decode_batch(encode_batch(batch(3, **over)))
         assert [r.reason for r in result.rejects] == [reason]
+
+
+@pytest.mark.parametrize(
+    "over,reason",
+    [
+        (dict(seq=[0, 2**53, 2]), "seq must be < 2**53"),
+        (dict(seq=[0, 2**63 - 1, 2]), "seq must be < 2**53"),
+        (dict(seq=[0, -(2**63), 2]), "seq must be >= 0"),
+        (dict(exch_ts=[TS, MAX_TS_US, TS]), "exch_ts out of range"),
+        (dict(exch_ts=[TS, MIN_TS_US - 1, TS]), "exch_ts out of range"),
+        (dict(recv_ts=[TS, -(2**63), TS]), "recv_ts out of range"),
+        (dict(recv_ts=[TS, 2**63 - 1, TS]), "recv_ts out of range"),
+        (dict(price=[1, 10**18, 1]), "price out of range for decimal(18,8)"),
+        (dict(qty=[1, -(2**63), 1]), "qty must be > 0"),
+    ],
+)
+def test_an_out_of_range_record_is_rejected_and_the_others_pass(over, reason):
+    result = decode_batch(encode_batch(batch(3, **over)))
+    assert [(r.index, r.reason) for r in result.rejects] == [(1, reason)]
+    assert result.index.tolist() == [0, 2]
+    assert result.batch.seq.tolist() == [batch(3, **over).seq[0], batch(3, **over).seq[2]]
+
+
+def test_the_largest_accepted_seq_is_the_largest_the_stages_take():
+    edge = batch(2, seq=[MAX_SEQ - 1, MAX_SEQ])
+    result = decode_batch(encode_batch(edge))
+    assert result.batch.seq.tolist() == [MAX_SEQ - 1]
+    assert [r.reason for r in result.rejects] == ["seq must be < 2**53"]
+    # What decodes, the sequence tracker and the dedup accept; the reject they would not.
+    plan_runs(result.batch, np.ones(1, bool))
+    Deduplicator._keys(result.batch)
+    with pytest.raises(ValidationError):
+        plan_runs(edge, np.ones(2, bool))
+    with pytest.raises(ValidationError):
+        Deduplicator._keys(edge)
+
+
+def test_the_wire_bounds_lie_inside_what_the_stages_track_exactly():
+    assert MAX_SEQ == MAX_ABS_VALUE
+    assert -MAX_ABS_VALUE < MIN_TS_US < MAX_TS_US <= MAX_ABS_VALUE
 
 
 def test_names_must_be_ascii_and_short():
