@@ -349,10 +349,12 @@ class IngestPipeline:
         self.last_commit = self.clock()
 
     def flush(self) -> bool:
-        """Commit what is buffered and wait for it. False when the commit failed."""
+        """Commit what is buffered and wait for it. True when nothing consumed is left
+        uncommitted (a fenced commit rewinds: its records are read again, not lost)."""
         if self._uncommitted():
             self.commit()
-        return self._reap(block=True) and not self._uncommitted()
+        self._reap(block=True)
+        return not self._uncommitted()
 
     def _write(
         self, batches: list[TradeBatch], offsets: dict[int, int], properties: dict[str, str]
@@ -417,28 +419,43 @@ class IngestPipeline:
         An idle run ends only once everything consumed is committed and nothing waits to be
         backfilled; the summary's `remaining` says what is left, and why, otherwise."""
         started = self.clock()
-        idle_since: float | None = None
         previous = _install_stop(self)
         try:
-            while not self._stop:
-                remaining = None if max_messages is None else max_messages - self.counts.consumed
-                if remaining is not None and remaining <= 0:
+            while True:
+                self._consume(max_messages, until_idle_s, progress)
+                rewinds = self.counts.rewinds
+                self._final_commit()
+                if self._stop or self.counts.rewinds == rewinds or self._reached(max_messages):
                     break
-                n = self.step(remaining)
-                if progress and n:
-                    progress(n)
-                if n or self.stages.busy() or self._uncommitted():
-                    idle_since = None
-                elif until_idle_s is not None:
-                    idle_since = idle_since if idle_since is not None else self.clock()
-                    if self.clock() - idle_since >= until_idle_s:
-                        break
-            self._final_commit()
+                # The last commit rewound (fenced, or Redis lost its state): the records it
+                # dropped are still in Kafka, so read them again before ending.
         finally:
             _restore_stop(previous)
             self._committer.shutdown(wait=True)
             self.consumer.close()
         return self.summary(self.clock() - started)
+
+    def _consume(
+        self,
+        max_messages: int | None,
+        until_idle_s: float | None,
+        progress: Callable[[int], object] | None,
+    ) -> None:
+        idle_since: float | None = None
+        while not self._stop and not self._reached(max_messages):
+            remaining = None if max_messages is None else max_messages - self.counts.consumed
+            n = self.step(remaining)
+            if progress and n:
+                progress(n)
+            if n or self.stages.busy() or self._uncommitted():
+                idle_since = None
+            elif until_idle_s is not None:
+                idle_since = idle_since if idle_since is not None else self.clock()
+                if self.clock() - idle_since >= until_idle_s:
+                    return
+
+    def _reached(self, max_messages: int | None) -> bool:
+        return max_messages is not None and self.counts.consumed >= max_messages
 
     def _final_commit(self) -> None:
         """The run's last commit; a dependency that stays down ends the run with an error."""

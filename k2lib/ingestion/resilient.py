@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from k2lib.config import K2Settings
 from k2lib.errors import CircuitOpenError, ServiceError
 from k2lib.ingestion.stages import CommitTicket, PollPlan, Stages
-from k2lib.ingestion.state import StateLedger, TableStateSync
+from k2lib.ingestion.state import Ledger, TableStateSync
 from k2lib.resilience import (
     CircuitBreaker,
     DeferredSpill,
@@ -92,7 +92,7 @@ class ResilientStages(Stages):
         breakers: dict[str, CircuitBreaker],
         tracker: SequenceStage | None = None,
         dedup: DedupStage | None = None,
-        ledger: StateLedger | None = None,
+        ledger: Ledger | None = None,
         status_sink: Callable[[dict[str, Any]], None] | None = None,
         redis_probe: Callable[[], Any] | None = None,
         memory: ProcessMemory | None = None,

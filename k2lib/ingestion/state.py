@@ -36,7 +36,7 @@ from k2lib.errors import ServiceError
 from k2lib.storage.changes import current_sequence_number, rows_added_since
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["LedgerView", "StateLedger", "TableStateSync"]
+__all__ = ["Ledger", "LedgerView", "StateLedger", "TableStateSync"]
 
 log = logging.getLogger("k2.ingest")
 
@@ -58,6 +58,17 @@ return 1
 class LedgerView:
     epoch: str | None
     marks: dict[int, int] = field(default_factory=dict)
+
+
+class Ledger(Protocol):
+    """The ledger's verbs (`StateLedger` on Redis; `k2lib.testing.MemoryStateLedger`)."""
+
+    def read(self) -> LedgerView: ...
+    def advance(self, partitions: Collection[int], sequence_number: int) -> None: ...
+    def acquire_rebuild(self, owner: str) -> bool: ...
+    def release_rebuild(self, owner: str) -> None: ...
+    def wipe(self) -> int: ...
+    def open_epoch(self, partitions: Collection[int], sequence_number: int) -> str: ...
 
 
 class StateLedger:
@@ -123,7 +134,7 @@ class TableStateSync:
 
     def __init__(
         self,
-        ledger: StateLedger,
+        ledger: Ledger,
         table: Table,
         *,
         partitions: Collection[int],
