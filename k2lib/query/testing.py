@@ -104,12 +104,16 @@ def produce(settings: K2Settings, topic: str, batch: TradeBatch, *, timeout: flo
 
 
 def append_with_offsets(
-    table: Table, batch: TradeBatch, topic: str, offsets: Mapping[int, int]
+    table: Table,
+    batch: TradeBatch,
+    topic: str,
+    offsets: Mapping[int, int],
+    topic_id: str | None = None,
 ) -> None:
-    """Append `batch` (with its Kafka columns) and record `offsets` as ingest does."""
-    table.append(
-        storage_order(batch).to_arrow(), snapshot_properties=offsets_properties(topic, offsets)
-    )
+    """Append `batch` (with its Kafka columns) and record `offsets` (and the broker's
+    `topic_id`, when given) as ingest does."""
+    props = offsets_properties(topic, offsets, topic_id)
+    table.append(storage_order(batch).to_arrow(), snapshot_properties=props)
 
 
 def ingest_prefix(
