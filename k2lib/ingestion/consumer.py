@@ -3,24 +3,31 @@
 K2 resumes from the snapshot, not from group offsets: the snapshot is committed atomically
 with the rows, so it is the only position that can never run ahead of or behind the table.
 Group offsets are still committed afterwards, for lag monitoring by standard tools.
+
+A partition whose position is out of the broker's range (trimmed by retention below it,
+or a wiped broker whose log ends before it) is read again from the earliest offset the
+broker holds, and reported in `resets`. A broker wiped in the middle of a run can go
+unseen, because Tansu answers a fetch past the end with an empty batch: `topic_recreated()`
+is the check for it, and `rewind()` acts on what it finds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from k2lib.config import K2Settings
 from k2lib.errors import ServiceError
 from k2lib.stack.services import topic_partitions
 
-__all__ = ["Poll", "TradeConsumer"]
+__all__ = ["Poll", "TopicChange", "TradeConsumer"]
 
 log = logging.getLogger("k2.ingest")
 
@@ -39,6 +46,8 @@ CONSUMER_DEFAULTS = {
     "session.timeout.ms": 6_000,
     "statistics.interval.ms": 1_000,
 }
+# Bounds one topic-id lookup; it takes about 0.5 ms on the local broker.
+TOPIC_CHECK_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -54,27 +63,56 @@ class Poll:
         return len(self.values)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TopicChange:
+    """What `topic_recreated()` found: the partitions whose log is not the one we read.
+
+    `new_id != old_id`: the topic was deleted and created again (its offsets restart at
+    0), and every partition is listed. Otherwise the ids agree or are unknown, and
+    `watermarks` holds the partitions whose high watermark went below our position.
+    """
+
+    old_id: str | None
+    new_id: str | None
+    partitions: tuple[int, ...]
+    watermarks: Mapping[int, int] = field(default_factory=dict)  # {p: hw below position}
+
+    @property
+    def recreated(self) -> bool:
+        return self.old_id is not None and self.new_id is not None and self.old_id != self.new_id
+
+
 class TradeConsumer:
+    """`client` and `topic_ids` replace the Kafka consumer factory and the topic-id lookup
+    (tests drive them with in-process twins); `partitions` then avoids the metadata call."""
+
     def __init__(
         self,
         settings: K2Settings,
         *,
         group_id: str = "k2-ingest",
         partitions: Iterable[int] | None = None,
+        client: Callable[[], Any] | None = None,
+        topic_ids: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = settings.topic
-        n = topic_partitions(settings, self.topic)
-        self.partitions = sorted(partitions) if partitions is not None else list(range(n))
+        if partitions is None:
+            partitions = range(topic_partitions(settings, self.topic))
+        self.partitions = sorted(partitions)
         self.lag_from_stats: dict[int, int] = {}
-        self.consumer = Consumer(
-            settings.kafka_config(
-                **CONSUMER_DEFAULTS, **{"group.id": group_id, "stats_cb": self._on_stats}
-            )
+        config = settings.kafka_config(
+            **CONSUMER_DEFAULTS, **{"group.id": group_id, "stats_cb": self._on_stats}
         )
+        self._new_client = client or (lambda: Consumer(config))
+        self._topic_ids = topic_ids or self._describe_topic_id
+        self._admin: AdminClient | None = None
+        self.consumer = self._new_client()
         self.high_watermarks: dict[int, int] = {}
         self.positions: dict[int, int] = {}
         self.resets: list[int] = []
+        # The broker's id for the topic when we started: a recreated topic has another.
+        self.topic_id = self._topic_ids()
 
     def assign(self, start: Mapping[int, int]) -> None:
         """Start each partition at `start[p]` (the next offset to read), else the beginning."""
@@ -84,6 +122,85 @@ class TradeConsumer:
         ]
         self.positions = {p: int(start.get(p, 0)) for p in self.partitions}
         self.consumer.assign(tps)
+
+    def topic_recreated(self) -> TopicChange | None:
+        """Has the log under us changed since we started? None when it has not.
+
+        Cheap and bounded, so the pipeline can call it once per commit: one topic-id lookup
+        (at most TOPIC_CHECK_TIMEOUT_S; 0.5 ms locally) and the watermarks librdkafka
+        cached from fetch responses (no request). It finds
+        - a topic deleted and created again, by its broker id (`change.recreated`);
+        - a partition whose high watermark fell below our position (a broker without
+          topic ids that lost data), as Tansu answers a fetch past the end with an empty
+          batch and its true watermark instead of an error.
+        It changes nothing: act on the answer with `rewind(change)`. A failed lookup (the
+        broker unreachable, or the topic not created again yet) counts as no change.
+        """
+        current = self._topic_ids()
+        change = TopicChange(
+            old_id=self.topic_id, new_id=current, partitions=tuple(self.partitions)
+        )
+        if change.recreated:
+            return change
+        shrunk: dict[int, int] = {}
+        for p in self.partitions:
+            _, hw = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+            if 0 <= hw < self.positions.get(p, 0):
+                shrunk[p] = int(hw)
+        if not shrunk:
+            return None
+        return TopicChange(
+            old_id=self.topic_id,
+            new_id=self.topic_id,
+            partitions=tuple(sorted(shrunk)),
+            watermarks=shrunk,
+        )
+
+    def rewind(self, change: TopicChange) -> None:
+        """Read `change.partitions` again from the earliest offset the broker holds, keep
+        the others where they are, and take `change.new_id` as the topic's id.
+
+        The Kafka client is replaced, not re-assigned: librdkafka 2.16 crashed reusing a
+        client across a topic's recreation on Tansu, and closing it was safe. The
+        partitions are added to `resets`; the caller resets their next offsets to 0.
+        """
+        log.warning(
+            "topic %s: %s; reading partitions %s again from the beginning",
+            self.topic,
+            f"recreated on the broker (id {change.old_id} -> {change.new_id})"
+            if change.recreated
+            else f"high watermarks below our position {dict(change.watermarks)}",
+            list(change.partitions),
+        )
+        old, self.consumer = self.consumer, self._new_client()
+        old.close()
+        start = {p: o for p, o in self.positions.items() if p not in change.partitions}
+        self.assign(start)
+        for p in change.partitions:
+            self._forget(p)
+        self.resets.extend(change.partitions)
+        self.topic_id = change.new_id if change.new_id is not None else self.topic_id
+
+    def _forget(self, partition: int) -> None:
+        # What we knew of the old log would keep its lag up (the watermarks only grow).
+        self.positions[partition] = 0
+        self.high_watermarks.pop(partition, None)
+        self.lag_from_stats.pop(partition, None)
+
+    def _describe_topic_id(self) -> str | None:
+        if self._admin is None:
+            self._admin = AdminClient(self.settings.kafka_config())
+        try:
+            found = self._admin.describe_topics(
+                TopicCollection([self.topic]), request_timeout=TOPIC_CHECK_TIMEOUT_S
+            )
+            uid = found[self.topic].result(timeout=TOPIC_CHECK_TIMEOUT_S + 1).topic_id
+        except Exception as exc:  # unreachable, or deleted and not created again yet
+            log.debug("topic id of %s not known: %s", self.topic, exc)
+            return None
+        if uid is None or (uid.get_most_significant_bits() | uid.get_least_significant_bits()) == 0:
+            return None  # a broker without topic ids
+        return str(uid)
 
     def poll(self, max_messages: int, timeout_s: float) -> Poll:
         msgs = self.consumer.consume(num_messages=max_messages, timeout=timeout_s)
@@ -120,16 +237,21 @@ class TradeConsumer:
         return False
 
     def _restart_partition(self, partition: int, err: KafkaError) -> int:
+        # Out of range either way: below the log start (retention trimmed what we had not
+        # read: those records are gone) or past its end (the broker was wiped). Literal
+        # offset 0 would be out of range again in the first case, and loop for ever.
         log.warning(
-            "partition %d: recorded offset is past the broker's end (%s); the broker "
-            "was reset, reading it again from the beginning",
+            "partition %d: offset %d is out of the broker's range (%s): retention trimmed "
+            "the log below it, or the broker was reset; reading again from the earliest "
+            "offset the broker holds",
             partition,
+            self.positions.get(partition, 0),
             err.str(),
         )
         self.resets.append(partition)
-        self.positions[partition] = 0
+        self._forget(partition)
         self.consumer.incremental_unassign([TopicPartition(self.topic, partition)])
-        self.consumer.incremental_assign([TopicPartition(self.topic, partition, 0)])
+        self.consumer.incremental_assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
         return partition
 
     def lag(self) -> int:
@@ -170,12 +292,6 @@ class TradeConsumer:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             except Exception as exc:  # monitoring aid: never fail a run over it
                 log.warning("group offset commit failed: %s", exc)
-
-    def pause(self) -> None:
-        self.consumer.pause(self.consumer.assignment())
-
-    def resume(self) -> None:
-        self.consumer.resume(self.consumer.assignment())
 
     def close(self) -> None:
         self.consumer.close()

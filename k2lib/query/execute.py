@@ -22,6 +22,7 @@ from k2lib.query.merge import (
     OFFSET_BEGINNING,
     SPILL,
     MergeOutcome,
+    drop_ingested,
     empty_result,
     filter_batch,
     filter_rows,
@@ -75,6 +76,7 @@ class QueryRun:
         self.warnings: list[str] = []
         self.partial = False
         self.deferred_files = 0
+        self.topic_id: str | None = None  # the broker's id for the topic, when looked up
         self.t0 = engine.clock()
 
     def execute(self) -> QueryResult:
@@ -84,8 +86,9 @@ class QueryRun:
         before = self._deferred() if q.source == "hybrid" else None
         pinned = self._timed("pin", self._pin) if q.source != "realtime" else None
         after = self._deferred(before.files) if before is not None else None
+        partitions = () if q.source == "historical" else self._partitions()
         mode = self._mode(pinned)
-        partitions, seam = ((), {}) if q.source == "historical" else self._seam(pinned, mode)
+        seam = self._seam(pinned, mode, partitions)
         ice_f = pool.submit(self._timed, ICEBERG, self._read_iceberg, pinned)
         kafka_f = pool.submit(self._timed, KAFKA, self._read_kafka, partitions, seam)
         iceberg = self._settle(ICEBERG, ice_f)
@@ -126,7 +129,18 @@ class QueryRun:
             return "offset"  # nothing in Iceberg yet: every partition from its beginning
         recorded = pinned.offsets
         if recorded.recorded and recorded.topic == self.topic:
-            return "offset"
+            if not self._recreated(recorded.topic_id):
+                return "offset"
+            # The recorded offsets belong to a topic that no longer exists. The new one
+            # restarts at 0, so reading it from the seam would miss [0, seam) of it.
+            self.warnings.append(
+                f"topic {self.topic!r} was recreated on the broker (id {self.topic_id}, "
+                f"the snapshot recorded {recorded.topic_id}): its recorded offsets belong "
+                "to the old topic, so the new one was read from its beginning, "
+                "deduplicated; records of the old topic past the seam are not on the "
+                "broker any more"
+            )
+            return "topic-recreated"
         why = (
             f"recorded offsets are for topic {recorded.topic!r}, not {self.topic!r}"
             if recorded.recorded
@@ -134,26 +148,39 @@ class QueryRun:
         )
         self.warnings.append(
             f"{why}; time-overlap seam with a "
-            f"{self.e.config.overlap_buffer_s:g}s buffer, deduplicated"
+            f"{self.e.config.overlap_buffer_s:g}s buffer per symbol, deduplicated"
         )
         return "time-overlap"
 
-    def _seam(self, pinned: PinnedSnapshot | None, mode: str) -> tuple[tuple[int, ...], dict]:
+    def _recreated(self, recorded_id: str | None) -> bool:
+        # Either id unknown (an older snapshot, a broker without topic ids): offsets and
+        # the behind check alone decide, as before topic ids were recorded.
+        current = self.topic_id
+        return recorded_id is not None and current is not None and recorded_id != current
+
+    def _partitions(self) -> tuple[int, ...]:
+        """The partitions to read, and the topic's current id (`self.topic_id`)."""
         q, tail = self.q, self.e.tail
         try:
+            # Looked up on every query (0.5 ms): it also drops what the tail cached of a
+            # topic that has since been recreated.
+            self.topic_id = tail.topic_id(self.topic)
             if q.exchange is not None:  # the key is exchange:symbol, so one partition each
                 keys = [f"{q.exchange}:{s}".encode() for s in q.symbols]
-                partitions = tuple(tail.partitions_for_keys(self.topic, keys))
-            else:
-                partitions = tuple(range(tail.partition_count(self.topic)))
+                return tuple(tail.partitions_for_keys(self.topic, keys))
+            return tuple(range(tail.partition_count(self.topic)))
         except QueryError:
             raise
         except Exception as exc:
             self._side_failed(KAFKA, exc)
-            return (), {}
+            return ()
+
+    def _seam(
+        self, pinned: PinnedSnapshot | None, mode: str, partitions: tuple[int, ...]
+    ) -> dict[int, int]:
         if mode == "offset" and pinned is not None and pinned.offsets.recorded:
-            return partitions, seam_offsets(pinned.offsets.offsets, partitions)
-        return partitions, dict.fromkeys(partitions, OFFSET_BEGINNING)
+            return seam_offsets(pinned.offsets.offsets, partitions)
+        return dict.fromkeys(partitions, OFFSET_BEGINNING)
 
     def _read_iceberg(self, pinned: PinnedSnapshot | None) -> pa.Table | None:
         if pinned is None:
@@ -213,12 +240,10 @@ class QueryRun:
     def _kafka_rows(self, rows: pa.Table | None, mode: str, iceberg: pa.Table | None) -> pa.Table:
         if rows is None:
             return empty_result()
-        newest = newest_ts(iceberg) if iceberg is not None else None
-        if mode == "time-overlap" and newest is not None:
-            # Without offsets, Kafka rows older than Iceberg's newest minus the buffer are
-            # taken to be ingested already; the dedup removes the overlap inside the buffer.
-            cutoff = max(self.q.start_us, newest - int(self.e.config.overlap_buffer_s * 1e6))
-            rows = filter_rows(rows, self.q.symbols, self.q.exchange, cutoff, self.q.end_us)
+        if mode == "time-overlap" and iceberg is not None:
+            # Without offsets, Kafka rows older than their symbol's newest Iceberg row minus
+            # the buffer are taken to be ingested already (merge.drop_ingested).
+            rows = drop_ingested(rows, iceberg, int(self.e.config.overlap_buffer_s * 1e6))
         return rows
 
     # -- helpers --------------------------------------------------------------------
@@ -274,6 +299,8 @@ class QueryRun:
             mode=mode,
             table=self.e.settings.table,
             topic=self.topic,
+            topic_id=self.topic_id,
+            recorded_topic_id=pinned.offsets.topic_id if pinned else None,
             snapshot_id=pinned.snapshot_id if pinned else None,
             offsets_snapshot_id=pinned.offsets.snapshot_id if pinned else None,
             snapshot_committed_ms=pinned.committed_ms if pinned else None,

@@ -4,6 +4,7 @@ here is unit- and property-tested.
 - `seam_offsets` / `behind_partitions`: where the Kafka tail starts, and whether the broker
   still has the offsets a snapshot recorded.
 - `filter_rows`, `tag_source`: both sides are cut by the same symbol and time predicate.
+- `drop_ingested`: the time-overlap cutoff, one per `(exchange, symbol)`.
 - `merge_sides`: union, dedup on `(exchange, symbol, seq)` (Iceberg wins), sort by
   `exch_ts` then `seq`, keep the newest `limit` rows.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "SOURCES",
     "MergeOutcome",
     "behind_partitions",
+    "drop_ingested",
     "empty_result",
     "filter_batch",
     "filter_rows",
@@ -110,6 +112,33 @@ def tag_source(table: pa.Table, source: str) -> pa.Table:
     table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
     tags = pa.repeat(pa.scalar(source, pa.string()), table.num_rows)
     return table.append_column(RESULT_SCHEMA.field("source"), tags)
+
+
+def drop_ingested(kafka: pa.Table, iceberg: pa.Table, buffer_us: int) -> pa.Table:
+    """Time-overlap mode: drop the Kafka rows of each `(exchange, symbol)` older than that
+    key's newest Iceberg row minus `buffer_us`, as taken to be ingested already.
+
+    The cutoff is per key because ingest does not move all symbols at once: one cutoff
+    from the newest symbol would drop a lagging symbol's rows that Iceberg does not have.
+    A key with no Iceberg rows keeps all its Kafka rows; the merge's dedup removes the
+    overlap inside the buffer.
+    """
+    if kafka.num_rows == 0 or iceberg.num_rows == 0:
+        return kafka
+    newest = iceberg.group_by(["exchange", "symbol"]).aggregate([("exch_ts", "max")])
+    cutoff_of_key = pc.subtract(newest.column("exch_ts_max").cast(pa.int64()), buffer_us)
+    where = pc.index_in(_key_text(kafka), value_set=_key_text(newest))
+    cutoff = pc.take(cutoff_of_key, where)  # null for a key Iceberg does not hold
+    keep = pc.greater_equal(kafka.column("exch_ts").cast(pa.int64()), cutoff)
+    return kafka.filter(pc.fill_null(keep, True))
+
+
+def _key_text(table: pa.Table) -> pa.ChunkedArray:
+    # The codec admits only printable ASCII names (0x21-0x7E), so NUL cannot make two
+    # different keys join to the same text.
+    exchange = table.column("exchange").cast(pa.string())
+    symbol = table.column("symbol").cast(pa.string())
+    return pc.binary_join_element_wise(exchange, symbol, "\x00")
 
 
 def empty_result() -> pa.Table:

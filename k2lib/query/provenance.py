@@ -20,10 +20,13 @@ from k2lib.query.timeparse import format_micros
 __all__ = ["MODES", "Provenance", "QueryResult", "newest_ts"]
 
 # offset: Iceberg at S + Kafka from S's recorded offsets (exact).
-# time-overlap: the table recorded no offsets; Kafka rows newer than Iceberg's newest row
-#   minus a buffer are added and deduplicated (the plan's 2-minute buffer).
+# time-overlap: the table recorded no offsets; Kafka rows newer than their symbol's newest
+#   Iceberg row minus a buffer are added and deduplicated (the plan's 2-minute buffer).
+# topic-recreated: the topic's id on the broker is not the one the snapshot recorded, so
+#   the recorded offsets are of a topic that is gone: Iceberg at S + the whole new topic,
+#   deduplicated. `topic_id` and `recorded_topic_id` say which ids differed.
 # historical / realtime: one side only, as asked.
-MODES = ("offset", "time-overlap", "historical", "realtime")
+MODES = ("offset", "time-overlap", "topic-recreated", "historical", "realtime")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +36,8 @@ class Provenance:
     mode: str
     table: str
     topic: str
+    topic_id: str | None = None  # the broker's id for `topic` now (None: not looked up, or none)
+    recorded_topic_id: str | None = None  # the id the snapshot's offsets were recorded against
     snapshot_id: int | None
     offsets_snapshot_id: int | None  # the ancestor whose recorded offsets are the seam
     snapshot_committed_ms: int | None
@@ -74,6 +79,8 @@ class Provenance:
             "mode": self.mode,
             "table": self.table,
             "topic": self.topic,
+            "topic_id": self.topic_id,
+            "recorded_topic_id": self.recorded_topic_id,
             "snapshot_id": self.snapshot_id,
             "offsets_snapshot_id": self.offsets_snapshot_id,
             "seam": {str(p): o for p, o in sorted(self.seam.items())},

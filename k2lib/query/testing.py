@@ -104,20 +104,27 @@ def produce(settings: K2Settings, topic: str, batch: TradeBatch, *, timeout: flo
 
 
 def append_with_offsets(
-    table: Table, batch: TradeBatch, topic: str, offsets: Mapping[int, int]
+    table: Table,
+    batch: TradeBatch,
+    topic: str,
+    offsets: Mapping[int, int],
+    topic_id: str | None = None,
 ) -> None:
-    """Append `batch` (with its Kafka columns) and record `offsets` as ingest does."""
-    table.append(
-        storage_order(batch).to_arrow(), snapshot_properties=offsets_properties(topic, offsets)
-    )
+    """Append `batch` (with its Kafka columns) and record `offsets` (and the broker's
+    `topic_id`, when given) as ingest does."""
+    props = offsets_properties(topic, offsets, topic_id)
+    table.append(storage_order(batch).to_arrow(), snapshot_properties=props)
 
 
 def ingest_prefix(
-    settings: K2Settings, table: Table, fraction: float | Mapping[int, float]
+    settings: K2Settings,
+    table: Table,
+    fraction: float | Mapping[int, float],
+    topic_id: str | None = None,
 ) -> dict[int, int]:
     """Commit the first `fraction` of every partition of `settings.topic` to `table`, with
-    offsets recorded as the ingest writer records them: a consumer that is behind.
-    Returns the recorded offsets."""
+    offsets (and `topic_id`, when given) recorded as the ingest writer records them: a
+    consumer that is behind. Returns the recorded offsets."""
     from k2lib.query.kafka_tail import KafkaTail, TailConfig
 
     tail = KafkaTail(settings, config=TailConfig(cache_records=0, pool_size=0))
@@ -127,5 +134,6 @@ def ingest_prefix(
     offsets = {p: int(read.end_offsets[p] * share.get(p, 0.0)) for p in range(count)}
     limit = np.array([offsets[p] for p in range(count)], np.int64)
     batch = read.batch.take(read.batch.offset < limit[read.batch.partition])
-    append_with_offsets(table, batch, settings.topic, offsets)
+    tail.close()
+    append_with_offsets(table, batch, settings.topic, offsets, topic_id)
     return offsets

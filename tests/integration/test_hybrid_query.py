@@ -18,14 +18,21 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import Producer as KafkaProducer
+from confluent_kafka.admin import AdminClient
 
 from k2lib.config import K2Settings
 from k2lib.errors import InconsistentSeamError
 from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig
 from k2lib.query.merge import OFFSET_BEGINNING
-from k2lib.query.testing import append_with_offsets, ingest_prefix, produce, synthetic_trades
+from k2lib.query.testing import (
+    append_with_offsets,
+    ingest_prefix,
+    next_seq,
+    produce,
+    synthetic_trades,
+)
 from k2lib.stack import load_k2_catalog
-from k2lib.stack.services import create_topics
+from k2lib.stack.services import create_topics, topic_id
 from k2lib.storage.table import ensure_table, latest_offsets
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.partitioner import partition_for
@@ -314,3 +321,46 @@ def test_tail_reads_exactly_start_to_watermark_or_reports_behind(
             assert got.rows.num_rows == len(got.batch)
     finally:
         tail.close()
+
+
+def test_a_recreated_topic_is_answered_in_full(k2_settings: K2Settings) -> None:
+    # Ingest committed half the topic; the broker then lost it, and the feed went on into
+    # a new topic of the same name that is soon past the old seam. Offsets alone would
+    # start the tail at the old seam and miss [0, seam) of the new topic.
+    settings = k2_settings
+    t0 = now_us() - 20 * MIN
+    first = synthetic_trades(2_000, start_us=t0, span_us=10 * MIN, symbols=SYMBOLS, seed=11)
+    produce(settings, settings.topic, first)
+    table = ensure_table(load_k2_catalog(settings), settings.table)
+    old_id = topic_id(settings, settings.topic)
+    assert old_id is not None
+    seam = ingest_prefix(settings, table, 0.5, topic_id=old_id)
+    window = (t0, now_us() + MIN)
+    with HybridQueryEngine(settings) as engine:  # one engine across the recreation
+        before = engine.query(list(SYMBOLS), *window)
+        assert before.provenance.mode == "offset" and len(before) == len(first)
+        admin = AdminClient(settings.kafka_config())
+        admin.delete_topics([settings.topic])[settings.topic].result(10)
+        create_topics(settings, {settings.topic: settings.partitions})
+        second = synthetic_trades(
+            3_000,
+            start_us=t0 + 10 * MIN,
+            span_us=10 * MIN,
+            symbols=SYMBOLS,
+            first_seq=next_seq(first),
+            seed=12,
+        )
+        produce(settings, settings.topic, second)
+        after = engine.query(list(SYMBOLS), *window)
+        stored = engine.query(list(SYMBOLS), *window, source="historical")
+    prov = after.provenance
+    assert prov.mode == "topic-recreated" and not prov.partial
+    assert prov.recorded_topic_id == old_id and prov.topic_id not in (None, old_id)
+    assert prov.seam == dict.fromkeys(range(settings.partitions), OFFSET_BEGINNING)
+    assert any("recreated" in w for w in prov.warnings)
+    got = keyset(after.rows)
+    assert len(got) == len(after), "a record came back twice"
+    assert len(stored) == sum(seam.values()) and prov.rows_by_source["iceberg"] == len(stored)
+    # Everything the system holds: the committed half of the old topic, all of the new.
+    assert got == keyset(stored.rows) | expected_keys(second, SYMBOLS, *window)
+    assert prov.rows_by_source["kafka"] == len(second)

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig, TailResult
 from k2lib.query.merge import (
     OFFSET_BEGINNING,
     behind_partitions,
+    drop_ingested,
     filter_batch,
     filter_rows,
     merge_sides,
@@ -43,7 +45,12 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
 def stream(n: int, *, seed: int = 0, span_us: int = 30 * MIN) -> TradeBatch:
     """`n` trades as Kafka would hold them: keyed partition, offsets counting per partition."""
-    batch = synthetic_trades(n, start_us=T0, span_us=span_us, symbols=SYMBOLS, seed=seed)
+    return on_topic(synthetic_trades(n, start_us=T0, span_us=span_us, symbols=SYMBOLS, seed=seed))
+
+
+def on_topic(batch: TradeBatch) -> TradeBatch:
+    """`batch` published, in order, to a new topic: keyed partition, offsets from 0."""
+    n = len(batch)
     keys = batch.kafka_keys()
     parts = np.array([partition_for(k, PARTITIONS) for k in keys], np.int32)
     offsets = np.zeros(n, np.int64)
@@ -252,14 +259,24 @@ def test_any_split_gives_the_brute_force_answer(
 class TwinTail:
     """KafkaTail's contract over an in-memory log; records which partitions were read."""
 
-    def __init__(self, log: TradeBatch, *, fail: bool = False, hw: dict[int, int] | None = None):
-        self.log, self.fail = log, fail
+    def __init__(
+        self,
+        log: TradeBatch,
+        *,
+        fail: bool = False,
+        hw: dict[int, int] | None = None,
+        topic_uuid: str | None = None,
+    ):
+        self.log, self.fail, self.topic_uuid = log, fail, topic_uuid
         self.hw = hw or {p: int((log.partition == p).sum()) for p in range(PARTITIONS)}
         self.config = TailConfig()
         self.reads: list[dict[int, int]] = []
 
     def partition_count(self, topic: str) -> int:
         return PARTITIONS
+
+    def topic_id(self, topic: str) -> str | None:
+        return self.topic_uuid
 
     def partitions_for_keys(self, topic: str, keys: list[bytes]) -> list[int]:
         return sorted({partition_for(k, PARTITIONS) for k in keys})
@@ -310,19 +327,25 @@ def engine_for(
     log: TradeBatch,
     seam: dict[int, int] | None,
     shed: np.ndarray | None = None,
+    *,
+    recorded_id: str | None = None,
+    ingested_log: TradeBatch | None = None,
     **tail_kw: Any,
 ) -> tuple[HybridQueryEngine, TwinTail]:
-    """`shed`: rows consumed (behind the seam) but deferred to the spill, not the table."""
+    """`shed`: rows consumed (behind the seam) but deferred to the spill, not the table.
+    `ingested_log`: what the topic held when ingest committed `seam` (default: `log`);
+    `recorded_id`: the topic id that commit recorded."""
     home = Path(catalog.properties["warehouse"].removeprefix("file://"))
     settings = K2Settings(home=home, topic="t", table="unit.trades")
     table = ensure_table(catalog, settings.table)
     if seam is not None:
+        old = log if ingested_log is None else ingested_log
         lim = np.array([seam[p] for p in range(PARTITIONS)])
-        ingested = log.offset < lim[log.partition]
+        ingested = old.offset < lim[old.partition]
         if shed is not None:
-            DeferredSpill(spill_directory(settings)).append(log.take(ingested & shed).to_arrow())
+            DeferredSpill(spill_directory(settings)).append(old.take(ingested & shed).to_arrow())
             ingested &= ~shed
-        append_with_offsets(table, log.take(ingested), "t", seam)
+        append_with_offsets(table, old.take(ingested), "t", seam, recorded_id)
     tail = TwinTail(log, **tail_kw)
     engine = HybridQueryEngine(
         settings, catalog=catalog, tail=cast(KafkaTail, tail), now=lambda: T0 + 40 * MIN
@@ -442,3 +465,120 @@ def test_records_shed_to_the_spill_are_still_answered(catalog: SqlCatalog) -> No
     assert keys_of(both.rows) == keys_of(result.rows)
     assert both.provenance.rows_by_source["spill"] == 0
     assert both.provenance.duplicates_removed == len(spilled)
+
+
+def test_time_overlap_cutoff_is_per_symbol(catalog: SqlCatalog) -> None:
+    # Ingest is far behind on ETHUSDT only. One cutoff from BTCUSDT's newest row would drop
+    # ETHUSDT's Kafka rows that the table does not hold.
+    log = stream(900)
+    settings = K2Settings(topic="t", table="unit.trades")
+    table = ensure_table(catalog, settings.table)
+    eth = log.symbol == b"ETHUSDT"
+    lagging = (eth & (log.exch_ts < T0 + 5 * MIN)) | (~eth & (log.exch_ts < T0 + 25 * MIN))
+    table.append(log.take(lagging).to_arrow())  # no offsets recorded
+    tail = TwinTail(log)
+    with HybridQueryEngine(settings, catalog=catalog, tail=cast(KafkaTail, tail)) as engine:
+        result = engine.query(list(SYMBOLS), T0, T0 + 31 * MIN)
+    prov = result.provenance
+    assert prov.mode == "time-overlap" and "per symbol" in prov.warnings[0]
+    assert keys_of(result.rows) == brute_force(log, SYMBOLS, T0, T0 + 31 * MIN)
+    rows = result.rows
+    kafka_eth = rows.filter(
+        pc.and_(pc.equal(rows["source"], "kafka"), pc.equal(rows["symbol"], "ETHUSDT"))
+    )
+    assert pc.min(kafka_eth["exch_ts"]).cast(pa.int64()).as_py() < T0 + 6 * MIN
+
+
+def test_drop_ingested_cuts_each_key_at_its_own_newest_row() -> None:
+    def rows(keys: list[tuple[str, str, int, int]]) -> pa.Table:
+        exchange, symbol, seq, ts = (list(c) for c in zip(*keys, strict=True))
+        batch = TradeBatch.from_columns(
+            exchange=exchange,
+            symbol=symbol,
+            seq=seq,
+            exch_ts=[T0 + t for t in ts],
+            recv_ts=[T0 + 200] * len(keys),
+            price=[1] * len(keys),
+            qty=[1] * len(keys),
+        )
+        return tag_source(batch.to_arrow(), "kafka")
+
+    kafka = rows(
+        [
+            ("binance", "BTCUSDT", 1, 10),
+            ("binance", "BTCUSDT", 2, 95),
+            ("binance", "ETHUSDT", 1, 10),
+            ("kraken", "BTCUSDT", 1, 10),
+            ("kraken", "BTCUSDT", 2, 50),
+        ]
+    )
+    iceberg = rows([("binance", "BTCUSDT", 0, 100), ("kraken", "BTCUSDT", 0, 40)])
+    kept = drop_ingested(kafka, iceberg, buffer_us=20)
+    # binance:BTCUSDT is cut at T0 + 80, kraken:BTCUSDT at T0 + 20; ETHUSDT has no
+    # Iceberg rows, so it keeps all of its own.
+    got = zip(*(kept[c].to_pylist() for c in ("exchange", "symbol", "seq")), strict=True)
+    assert sorted(got) == [
+        ("binance", "BTCUSDT", 2),
+        ("binance", "ETHUSDT", 1),
+        ("kraken", "BTCUSDT", 2),
+    ]
+    assert drop_ingested(kafka, iceberg.slice(0, 0), buffer_us=20).num_rows == 5
+
+
+def recreated_topic(resend: bool) -> tuple[TradeBatch, TradeBatch, TradeBatch]:
+    """(old topic, new topic, every trade): the broker was wiped after ingest committed
+    part of the old topic; the new topic holds the feed's later trades, or (`resend`) the
+    whole feed again, and outgrows the old seam."""
+    feed = synthetic_trades(1200, start_us=T0, span_us=30 * MIN, symbols=SYMBOLS, seed=4)
+    old = on_topic(feed.take(np.arange(400)))
+    new = on_topic(feed if resend else feed.take(np.arange(400, 1200)))
+    return old, new, on_topic(feed)
+
+
+@pytest.mark.parametrize("resend", [False, True])
+def test_a_recreated_topic_is_read_from_its_beginning(catalog: SqlCatalog, resend: bool) -> None:
+    old, new, feed = recreated_topic(resend)
+    seam = {p: int((old.partition == p).sum()) * 3 // 4 for p in range(PARTITIONS)}
+    # Past the old seam wherever ingest had committed something: the watermark cannot tell.
+    assert all(int((new.partition == p).sum()) > seam[p] for p in seam if seam[p])
+    engine, tail = engine_for(
+        catalog, new, seam, recorded_id="old-id", ingested_log=old, topic_uuid="new-id"
+    )
+    with engine:
+        result = engine.query(list(SYMBOLS), T0, T0 + 31 * MIN)
+    prov = result.provenance
+    # What the system still holds: the old topic's committed part, and all of the new one.
+    lim = np.array([seam[p] for p in range(PARTITIONS)])
+    held = TradeBatch.concat([old.take(old.offset < lim[old.partition]), new])
+    expected = sorted(set(brute_force(held, SYMBOLS, T0, T0 + 31 * MIN)))
+    assert keys_of(result.rows) == expected
+    assert tail.reads == [dict.fromkeys(range(PARTITIONS), OFFSET_BEGINNING)]
+    assert prov.mode == "topic-recreated" and not prov.partial
+    assert prov.topic_id == "new-id" and prov.recorded_topic_id == "old-id"
+    assert prov.seam == dict.fromkeys(range(PARTITIONS), OFFSET_BEGINNING)
+    assert "recreated" in prov.warnings[0]
+    # The re-sent feed repeats every committed row: the dedup drops each once.
+    committed = int(sum(seam.values()))
+    assert prov.duplicates_removed == (committed if resend else 0)
+    assert prov.rows_by_source["iceberg"] == committed
+    assert prov.as_dict()["topic_id"] == "new-id"
+    if not resend:
+        assert len(result) == len(brute_force(feed, SYMBOLS, T0, T0 + 31 * MIN)) - (
+            len(old) - committed
+        )
+
+
+@pytest.mark.parametrize(
+    ("recorded", "current"), [("same", "same"), (None, "new-id"), ("old-id", None)]
+)
+def test_same_or_unknown_topic_id_keeps_the_recorded_seam(
+    catalog: SqlCatalog, recorded: str | None, current: str | None
+) -> None:
+    log = stream(400)
+    seam = {p: min(20, int((log.partition == p).sum())) for p in range(PARTITIONS)}
+    engine, tail = engine_for(catalog, log, seam, recorded_id=recorded, topic_uuid=current)
+    with engine:
+        result = engine.query(list(SYMBOLS), T0, T0 + 31 * MIN)
+    assert result.provenance.mode == "offset"
+    assert tail.reads == [seam] and result.provenance.topic_id == current
+    assert keys_of(result.rows) == brute_force(log, SYMBOLS, T0, T0 + 31 * MIN)
