@@ -35,6 +35,7 @@ class ListSource:
         self.positions: dict[int, int] = dict.fromkeys(self.partitions, 0)
         self.resets: list[int] = []
         self.committed: dict[int, int] = {}
+        self.topic_id: str | None = None
 
     def publish(self, partition: int, values: Sequence[bytes | None]) -> None:
         self.log[partition].extend(values)
@@ -63,6 +64,12 @@ class ListSource:
 
     def close(self) -> None:
         pass
+
+    def topic_recreated(self) -> None:
+        return None
+
+    def rewind(self, change: object) -> None:
+        raise AssertionError("a list topic is never recreated")
 
 
 class ListDeadLetters:

@@ -78,6 +78,10 @@ class TradeSource(Protocol):
     def lag(self) -> int: ...
     def commit(self, offsets: Mapping[int, int]) -> None: ...
     def close(self) -> None: ...
+    def topic_recreated(self) -> Any: ...
+    def rewind(self, change: Any) -> None: ...
+    @property
+    def topic_id(self) -> str | None: ...
 
 
 class TableSink(Protocol):
@@ -168,7 +172,6 @@ class IngestPipeline:
         """The real collaborators: Kafka consumer and DLQ producer, the Iceberg table."""
         from k2lib.ingestion.consumer import TradeConsumer
         from k2lib.stack.catalog import load_k2_catalog
-        from k2lib.stack.services import topic_id
         from k2lib.storage.table import ensure_table
         from k2lib.storage.writer import IcebergWriter
 
@@ -178,7 +181,7 @@ class IngestPipeline:
             table,
             settings.topic,
             partitions=consumer.partitions,
-            topic_id=topic_id(settings, settings.topic),
+            topic_id=consumer.topic_id,
             clock=clock,
         )
         return cls(
@@ -341,12 +344,23 @@ class IngestPipeline:
             self.metrics.commit_failures.inc()
             self.last_commit = self.clock()
             return
+        change = self.consumer.topic_recreated()
         batches, offsets = self.buffer, dict(self.next_offsets)
         ticket = self.stages.prepare_commit()
         self.buffer, self.buffered_rows = [], 0
         future = self._committer.submit(self._write, batches, offsets, ticket.properties)
         self._inflight = _InFlight(future, batches, offsets, ticket)
         self.last_commit = self.clock()
+        if change is not None:
+            # The broker's log under us was replaced (wiped, recreated, trimmed): what is
+            # buffered came from the old log and is committed under it; then read the new
+            # log from its beginning. The dedup drops what the table already holds.
+            self._reap(block=True)
+            log.warning("topic %s changed on the broker: %s", self.consumer.topic, change)
+            self.consumer.rewind(change)
+            for p in change.partitions:
+                self.next_offsets[p] = 0
+            self.writer.topic_id = self.consumer.topic_id
 
     def flush(self) -> bool:
         """Commit what is buffered and wait for it. True when nothing consumed is left
