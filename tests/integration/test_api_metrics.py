@@ -15,6 +15,8 @@ from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.monitoring import new_registry
 from k2lib.wire.schema import TradeBatch
 
+pytestmark = [pytest.mark.integration, pytest.mark.hybrid]
+
 
 def sample(text: str, name: str, **labels: str) -> float | None:
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
@@ -82,6 +84,3 @@ def test_open_gaps_are_absent_not_zero_when_redis_cannot_be_read(
         text = api.get("/metrics").text
     assert sample(text, "k2_sequence_open_gaps") is None
     assert sample(text, "k2_api_responses_total", endpoint="/v1/gaps", status="200") == 0
-
-
-pytestmark = pytest.mark.integration

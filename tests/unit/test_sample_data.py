@@ -14,6 +14,8 @@ from k2lib.feeds import open_source
 from k2lib.feeds.binance import BinanceCapture, venue_of
 from k2lib.viz import context
 
+pytestmark = [pytest.mark.unit]
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
 SIZE_BUDGET = 5 * 1024 * 1024
