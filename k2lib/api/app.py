@@ -75,6 +75,8 @@ class _Metrics:
         self.rejected = Counter(
             "k2_query_rejected", "Queries shed by admission", ["priority"], registry=r
         )
+        for priority in Priority:  # at 0 before the first query is shed
+            self.rejected.labels(priority.value)
 
 
 def create_app(
