@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("K2_SHARED_DATA", ROOT.parent / "shared" / "data"))
-BINANCE = SHARED_DATA / "binance"
+SAMPLE = ROOT / "data"  # the trades of the same captures, shipped in the repo
+BINANCE = SHARED_DATA / "binance" if (SHARED_DATA / "binance").is_dir() else SAMPLE
 
 
 @pytest.fixture(scope="session")

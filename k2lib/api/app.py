@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -34,6 +35,7 @@ from k2lib.api.models import (
     Source,
     TradesBody,
 )
+from k2lib.api.observe import OpenGapsCollector, ResponseCounter, response_counter
 from k2lib.config import K2Settings
 from k2lib.errors import InconsistentSeamError, K2Error, QueryError
 from k2lib.monitoring.metrics import new_registry
@@ -73,6 +75,8 @@ class _Metrics:
         self.rejected = Counter(
             "k2_query_rejected", "Queries shed by admission", ["priority"], registry=r
         )
+        for priority in Priority:  # at 0 before the first query is shed
+            self.rejected.labels(priority.value)
 
 
 def create_app(
@@ -244,6 +248,14 @@ def create_app(
         """Prometheus text exposition of this process's registry."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    paths = [r.path for r in app.routes if isinstance(r, APIRoute)]
+    app.add_middleware(ResponseCounter, counter=response_counter(registry, paths))
+    registry.register(
+        OpenGapsCollector(
+            lambda: redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5),
+            settings.sequence_prefix,
+        )
+    )
     app.state.engine = engine
     return app
 

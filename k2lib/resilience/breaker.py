@@ -234,6 +234,9 @@ class CircuitBreaker:
         self._lock = threading.RLock()
         self._listeners = list(listeners)
         self._metrics = _BreakerMetrics.on(registry) if registry is not None else None
+        if self._metrics is not None:  # this breaker's counters at 0 before its first failure
+            self._metrics.failures.labels(name)
+            self._metrics.rejected.labels(name)
         self.trips = 0
         self._state: _State = _Closed(self)
         self._publish_state()

@@ -129,6 +129,10 @@ class _Metrics:
         self.transitions = Counter(
             "k2_degradation_transitions", "Level changes", ["from", "to"], registry=r
         )
+        for a in DegradationLevel:  # every possible change at 0, not absent until it happens
+            for b in DegradationLevel:
+                if a is not b:
+                    self.transitions.labels(a.name, b.name)
         self.override = Gauge("k2_degradation_override", "1 while forced by hand", registry=r)
         self.lag = Gauge("k2_consumer_lag_messages", "Consumer lag, messages", registry=r)
         self.latency = Gauge("k2_batch_latency_seconds", "Last batch's latency", registry=r)

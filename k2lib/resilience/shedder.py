@@ -86,6 +86,11 @@ class _Metrics:
         self.pending = Gauge(
             "k2_deferred_pending_records", "Deferred records not yet backfilled", registry=r
         )
+        # Every tier's series exists at 0 from the start, so rates and dashboards show a
+        # flat zero on a healthy run instead of no data until the first shed record.
+        for counter in (self.shed, self.deferred, self.backfilled):
+            for tier in TIERS:
+                counter.labels(str(tier))
 
 
 class LoadShedder:

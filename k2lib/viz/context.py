@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 LOG_LINES_KEPT = 500
+SAMPLE_DIR = "data"  # the repo's top-level real sample: see data/README.md
 
 
 class LogBuffer(logging.Handler):
@@ -57,16 +58,23 @@ def _install_log_buffer() -> LogBuffer:
 
 
 def find_captures(env: dict[str, str] | None = None) -> Path | None:
-    """The real Binance captures: `$K2_SHARED_DATA/binance`, else `<repo>/../shared/data`."""
+    """The real Binance captures: `$K2_SHARED_DATA/binance`, else `<repo>/../shared/data`,
+    else the trades sample shipped in `<repo>/data` (the same trades, without the order-book
+    lines), so that a clone away from this workspace still replays real trades."""
     env = dict(os.environ) if env is None else env
     repo = Path(k2lib.__file__).resolve().parents[1]
     candidates = [Path(env["K2_SHARED_DATA"])] if env.get("K2_SHARED_DATA") else []
     candidates += [repo.parent / "shared" / "data", Path.cwd().parent.parent / "shared" / "data"]
-    for base in candidates:
-        folder = base / "binance"
+    folders = [base / "binance" for base in candidates]
+    folders += [repo / SAMPLE_DIR, Path.cwd().parent / SAMPLE_DIR]
+    for folder in folders:
         if folder.is_dir() and any(folder.glob("*.gz")):
             return folder
     return None
+
+
+def _is_sample(folder: Path) -> bool:
+    return folder.name == SAMPLE_DIR and (folder / "README.md").is_file()
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,12 @@ class DemoContext:
         if self.captures is None:
             return "real Binance captures: not found (set K2_SHARED_DATA); synthetic feed only"
         files = sorted(p.name for p in self.captures.glob("*.gz"))
-        where = "$K2_SHARED_DATA" if os.environ.get("K2_SHARED_DATA") else "../shared/data"
+        if _is_sample(self.captures):
+            where = "data/ (the trades sample shipped with K2)"
+        elif os.environ.get("K2_SHARED_DATA"):
+            where = "$K2_SHARED_DATA"
+        else:
+            where = "../shared/data"
         return f"real Binance captures: {len(files)} files found in {where}"
 
 
