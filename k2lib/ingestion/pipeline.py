@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,7 +49,7 @@ from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource"]
+__all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource", "default_group"]
 
 log = logging.getLogger("k2.ingest")
 
@@ -61,9 +61,17 @@ class IngestConfig:
     commit_rows: int = 250_000
     commit_interval_s: float = 2.0
     group_id: str = "k2-ingest"
+    group: bool = False
+    """Join `group_id` and share the topic's partitions with the other members (several
+    `k2 ingest` processes); otherwise read `partitions` (default all) alone."""
     partitions: tuple[int, ...] | None = None
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     final_commit_attempts: int = 30
+
+
+def default_group(settings: K2Settings) -> str:
+    """The consumer group of every `k2 ingest` of one topic into one table."""
+    return f"k2-ingest.{settings.topic}.{settings.table}"
 
 
 class TradeSource(Protocol):
@@ -80,6 +88,7 @@ class TradeSource(Protocol):
     def close(self) -> None: ...
     def topic_recreated(self) -> Any: ...
     def rewind(self, change: Any) -> None: ...
+    def subscribe(self, listener: Any) -> None: ...
     @property
     def topic_id(self) -> str | None: ...
 
@@ -93,6 +102,10 @@ class TableSink(Protocol):
     delay_s: Callable[[], float] | None
 
     def rebase(self) -> SnapshotOffsets: ...
+    def adopt(self, partitions: Collection[int]) -> SnapshotOffsets: ...
+    def release(self, partitions: Collection[int]) -> None: ...
+    @property
+    def partitions(self) -> list[int]: ...
     def commit(
         self,
         batch: TradeBatch,
@@ -155,8 +168,13 @@ class IngestPipeline:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
         self._inflight: _InFlight | None = None
         self._rate_window: tuple[float, int] = (clock(), 0)
-        self.stages.start(self.table, self.consumer.partitions)
-        self._seek(self.resume, first=True)
+        if config.group:  # partitions arrive with the group's assignment
+            self.writer.release(list(self.writer.partitions))
+            self.stages.start(self.table, [])
+            self.consumer.subscribe(self)
+        else:
+            self.stages.start(self.table, self.consumer.partitions)
+            self._seek(self.resume, first=True)
 
     @classmethod
     def from_settings(
@@ -224,6 +242,40 @@ class IngestPipeline:
         self.next_offsets = {p: o for p, o in start.items() if p in owned}
         self.committed_offsets = dict(self.next_offsets)
         self.consumer.assign(start)
+
+    # -- a group member's partitions come and go ----------------------------------------
+
+    def assigned(self, partitions: list[int]) -> Mapping[int, int]:
+        """New partitions: commit what is buffered, then start them from the table."""
+        self.flush()
+        base = self.writer.adopt(partitions)
+        self.stages.adopt(partitions)
+        start = self._start_offsets(base, partitions)
+        self.next_offsets.update(start)
+        self.committed_offsets.update(start)
+        log.info("assigned partitions %s at %s", partitions, start)
+        return start
+
+    def revoked(self, partitions: list[int]) -> None:
+        """Partitions leaving: commit what is buffered first (the next owner starts from
+        the table; a commit that comes too late is fenced by it)."""
+        if not self.flush():
+            self.rewind("partitions revoked before their rows committed")
+        self.writer.release(partitions)
+        self.stages.release(partitions)
+        for p in partitions:
+            self.next_offsets.pop(p, None)
+            self.committed_offsets.pop(p, None)
+        log.info("revoked partitions %s", partitions)
+
+    def _start_offsets(self, base: SnapshotOffsets, partitions: list[int]) -> dict[int, int]:
+        topic = self.consumer.topic
+        if base.topic != topic:
+            return {}
+        current_id = self.writer.topic_id
+        if base.topic_id and current_id and current_id != base.topic_id:
+            return {}  # the topic was recreated: its offsets restart at 0
+        return {p: o for p, o in base.offsets.items() if p in partitions}
 
     def rewind(self, reason: str) -> None:
         """Drop everything not committed and start again from what the table records."""

@@ -79,6 +79,7 @@ class DedupStage(Protocol):
     def restage(self, staged: Any) -> None: ...
     def discard(self) -> int: ...
     def replay_committed(self, batch: TradeBatch) -> None: ...
+    def warm(self) -> int: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -263,6 +264,26 @@ class ResilientStages(Stages):
     def resync(self) -> None:
         if self.sync is not None:
             self.sync.ensure(seen=self.sync.marks)
+
+    def adopt(self, partitions: Collection[int]) -> None:
+        sync = self.sync
+        if sync is None:
+            return
+        new = set(partitions) - set(sync.partitions)
+        # Another member recorded these partitions' keys: load what Redis holds into the
+        # Bloom filter, and replay from the table what was committed after that.
+        marks = sync.ledger.read().marks
+        if self.dedup is not None and new:
+            self.dedup.warm()
+        sync.partitions = sorted(set(sync.partitions) | new)
+        seen = {**sync.marks, **{p: marks.get(p, 0) for p in new}}
+        sync.ensure(seen=seen)
+
+    def release(self, partitions: Collection[int]) -> None:
+        if self.sync is not None:
+            gone = set(partitions)
+            self.sync.partitions = [p for p in self.sync.partitions if p not in gone]
+            self.sync.marks = {p: m for p, m in self.sync.marks.items() if p not in gone}
 
     def after_step(self, seconds: float) -> None:
         if seconds > 0:

@@ -80,6 +80,12 @@ class Stages:
     def resync(self) -> None:
         """After a rewind: bring the stages' state up to what the table now records."""
 
+    def adopt(self, partitions: Collection[int]) -> None:
+        """A group gave this process `partitions`: bring their state up to the table."""
+
+    def release(self, partitions: Collection[int]) -> None:
+        """A group took `partitions` away."""
+
     def after_step(self, seconds: float) -> None:
         """Feed signals (latency) to whoever watches them."""
 
