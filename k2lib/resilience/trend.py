@@ -33,12 +33,14 @@ __all__ = [
 
 INF = math.inf
 
-# Long enough to average out the per-fetch steps of the cached high watermark, short
-# enough that a consumer which stops shrinking its lag is seen within about one window.
-DEFAULT_TREND_WINDOW_S = 5.0
+# Long enough to average over a few Iceberg commits (the loop can wait seconds on one, and
+# the lag stands still meanwhile) and the per-fetch steps of the cached high watermark;
+# short enough that a consumer which stops shrinking its lag is seen within one window.
+DEFAULT_TREND_WINDOW_S = 15.0
 # The trend is unknown (and the lag signal neither raises nor holds a level) until the
-# window spans this long: the first polls of a run measure the fetcher's start-up.
-DEFAULT_TREND_MIN_SPAN_S = 1.0
+# window spans this long: a run's first seconds measure the fetcher's and the first
+# commit's start-up, not the rate it drains at.
+DEFAULT_TREND_MIN_SPAN_S = 5.0
 DEFAULT_TREND_MIN_SAMPLES = 2
 # Lag may drive the level up only if the backlog would take longer than this to drain.
 # A minute behind is what a tier-1 reader of the real-time path can be asked to wait.
@@ -170,8 +172,10 @@ class LagTrendEstimator:
             return self.latest
         if samples and samples[-1][1] == 0:
             samples.clear()
-        if samples and now - samples[-1][0] < self._spacing:
-            samples.pop()
+        if samples and (
+            now <= samples[-1][0] or (len(samples) >= 2 and now - samples[-2][0] < self._spacing)
+        ):
+            samples.pop()  # the newest reading always counts; kept ones stay spaced out
         samples.append((now, lag, consumed))
         # Keep one sample at or beyond the window's edge, so sparse readings still span it.
         while len(samples) > 2 and now - samples[1][0] >= cfg.window_s:
