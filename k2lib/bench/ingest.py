@@ -9,9 +9,11 @@ Every arm reads the same pre-published topic of N synthetic trades from offset 0
 - catch-up: the full stages `k2 ingest` runs (sequence tracking, dedup, degradation),
   started with the whole topic as a backlog, with degradation on (the default config)
   and off (thresholds that never leave NORMAL), in ABBA order so drift on a shared
-  machine falls on both arms alike. `catch_up_ratio` = on / off; the target is >= 0.9
-  (ADR 010). A run counts until the table is complete: if degradation deferred records
-  to the spill, follow-up runs backfill them and their time is included.
+  machine falls on both arms alike. `catch_up_ratio` = best on / best off (other work on
+  the machine only ever slows a run, so the best run is the least disturbed one; the
+  means are reported too). The target is >= 0.9 (ADR 010). A run counts until the table
+  is complete: if degradation deferred records to the spill, follow-up runs backfill
+  them and their time is included.
 
 Between full-stage runs the feed's Redis state and spill are cleared, so each run does the
 same work (otherwise the second run's dedup would drop every record as a duplicate).
@@ -40,7 +42,7 @@ from k2lib.wire.codec import decode_batch
 __all__ = ["BASELINE_VARIANTS", "NO_DEGRADATION", "run"]
 
 DEFAULT_RECORDS = 1_000_000
-CATCH_UP_ROUNDS = 2  # ABBA: off, on, on, off
+RUNS_PER_ARM = 2  # in ABBA order: off, on, on, off
 CATCH_UP_TARGET = 0.9
 STREAMING_TARGET = 0.4
 RAW_TIMEOUT_S = 120.0
@@ -169,13 +171,14 @@ def run(settings: K2Settings, *, records: int = DEFAULT_RECORDS, seed: int = 5) 
     value = plain["written"] / plain["bench_seconds"]
 
     runs: list[dict[str, Any]] = []
-    order = [False, True, True, False] * CATCH_UP_ROUNDS
-    for i, degraded in enumerate(order[: 2 * CATCH_UP_ROUNDS]):
+    order = ([False, True, True, False] * RUNS_PER_ARM)[: 2 * RUNS_PER_ARM]
+    for i, degraded in enumerate(order):
         table = f"bench.ingest_{'on' if degraded else 'off'}{i}_{tag}"
         runs.append(_catch_up(topic.with_(table=table), records, degraded))
     _forget_feed(topic)
-    on = statistics.mean(r["msg_s"] for r in runs if r["degradation"] == "on")
-    off = statistics.mean(r["msg_s"] for r in runs if r["degradation"] == "off")
+    on_rates = [r["msg_s"] for r in runs if r["degradation"] == "on"]
+    off_rates = [r["msg_s"] for r in runs if r["degradation"] == "off"]
+    on, off = max(on_rates), max(off_rates)
     return {
         "name": "ingest",
         "value": round(value, 1),
@@ -196,6 +199,7 @@ def run(settings: K2Settings, *, records: int = DEFAULT_RECORDS, seed: int = 5) 
         "catch_up_msg_s": round(on, 1),
         "degradation_off_msg_s": round(off, 1),
         "catch_up_ratio": round(on / off, 3),
+        "catch_up_mean_ratio": round(statistics.mean(on_rates) / statistics.mean(off_rates), 3),
         "catch_up_complete": all(r["complete"] for r in runs),
         "catch_up_runs": {f"{i + 1} {r['degradation']}": r for i, r in enumerate(runs)},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
