@@ -9,7 +9,11 @@ by its trend over a sliding window:
   standard error says how far to trust it (a noisy or barely started window is wide);
 - `seconds_to_drain = lag / -slope` (inf when the lag is not shrinking);
 - a reading of zero lag means caught up: the window restarts after it, so a lag that
-  first reads 0 (no fetch response yet) then the whole backlog is not seen as growth.
+  first reads 0 (no fetch response yet) then the whole backlog is not seen as growth;
+- while a backlog is still being discovered (`min_span_s` after the window restarted),
+  a reading above every earlier one restarts the window again: partitions report their
+  high watermarks one fetch response or statistics callback at a time, so the lag of a
+  standing backlog climbs in steps before it starts to fall.
 
 With `consumed` totals the window also gives the consume rate, and the produce rate is
 consume rate + lag slope (what the feed adds per second).
@@ -156,6 +160,7 @@ class LagTrendEstimator:
         self.config = config
         self._samples: deque[tuple[float, int, int | None]] = deque()
         self._spacing = config.window_s / TREND_MAX_SAMPLES
+        self._restarted_at: float | None = None
         self.latest: LagTrend | None = None
 
     def observe(self, now: float, lag: int, consumed: int | None = None) -> LagTrend | None:
@@ -166,12 +171,18 @@ class LagTrendEstimator:
             # that reads 0 before the first fetch response is not taken for growth.
             samples.clear()
             samples.append((now, 0, consumed))
+            self._restarted_at = now
             self.latest = LagTrend(
                 lag=0, lag_rate_msg_s=0.0, lag_rate_stderr=0.0, samples=1, span_s=0.0
             )
             return self.latest
+        if self._restarted_at is None:
+            self._restarted_at = now
         if samples and samples[-1][1] == 0:
             samples.clear()
+        discovering = now - self._restarted_at < cfg.min_span_s
+        if samples and discovering and lag > max(s[1] for s in samples):
+            samples.clear()  # more of the standing backlog came into view: not growth
         if samples and (
             now <= samples[-1][0] or (len(samples) >= 2 and now - samples[-2][0] < self._spacing)
         ):

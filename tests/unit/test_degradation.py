@@ -338,6 +338,16 @@ def test_backlog_draining_fast_is_catch_up_and_stays_normal() -> None:
     assert m.summary()["lag_trend"] == status["lag_trend"]
 
 
+def test_a_backlog_coming_into_view_partition_by_partition_is_not_growth() -> None:
+    m, clock = manager(warm=False)
+    m.update(lag(0))
+    # Each partition's high watermark arrives with its own fetch response or statistics.
+    levels = feed(m, clock, [700_000, 1_500_000, 2_200_000, 3_000_000], every=0.3)
+    levels += feed(m, clock, ramp(3_000_000, -100_000, 20.0, every=0.1), every=0.1)
+    assert set(levels) == {L.NORMAL} and m.transitions == []
+    assert m.lag_trend is not None and m.lag_trend.lag_rate_msg_s == pytest.approx(-100_000)
+
+
 def test_other_signals_still_apply_while_catching_up() -> None:
     m, clock = manager(warm=False)
     feed(m, clock, ramp(1_000_000, -100_000, 2 * DEFAULT_TREND_MIN_SPAN_S, every=0.1), every=0.1)
@@ -350,7 +360,7 @@ def test_other_signals_still_apply_while_catching_up() -> None:
 def test_growing_lag_drives_soft_then_graceful_then_aggressive_one_dwell_apart() -> None:
     m, clock = manager(warm=False)
     m.update(lag(0))
-    feed(m, clock, ramp(0, 20_000, 40.0))  # the feed outruns the consumer by 20k msg/s
+    feed(m, clock, ramp(0, 5_000, 110.0))  # the feed outruns the consumer by 5k msg/s
     changes = [(t.from_level, t.to_level, t.signal) for t in m.transitions]
     assert changes == [
         (L.NORMAL, L.SOFT, "lag_messages"),
