@@ -53,6 +53,8 @@ __all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource", "defaul
 
 log = logging.getLogger("k2.ingest")
 
+GROUP_JOIN_TIMEOUT_S = 60.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class IngestConfig:
@@ -168,6 +170,7 @@ class IngestPipeline:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
         self._inflight: _InFlight | None = None
         self._rate_window: tuple[float, int] = (clock(), 0)
+        self.joined = not config.group  # a group member waits for its first assignment
         if config.group:  # partitions arrive with the group's assignment
             self.writer.release(list(self.writer.partitions))
             self.stages.start(self.table, [])
@@ -247,6 +250,7 @@ class IngestPipeline:
 
     def assigned(self, partitions: list[int]) -> Mapping[int, int]:
         """New partitions: commit what is buffered, then start them from the table."""
+        self.joined = True
         self.flush()
         base = self.writer.adopt(partitions)
         self.stages.adopt(partitions)
@@ -296,7 +300,7 @@ class IngestPipeline:
 
     def step(self, max_messages: int | None = None) -> int:
         """Poll once and process it. Returns the number of messages polled."""
-        plan = self.stages.before_poll(self.consumer.lag())
+        plan = self.stages.before_poll(self.consumer.lag(), self.counts.consumed)
         for batch in plan.backfill:
             self.accept(batch)
         if not plan.consume:
@@ -508,11 +512,21 @@ class IngestPipeline:
         progress: Callable[[int], object] | None,
     ) -> None:
         idle_since: float | None = None
+        waiting_since = self.clock()
         while not self._stop and not self._reached(max_messages):
             remaining = None if max_messages is None else max_messages - self.counts.consumed
             n = self.step(remaining)
             if progress and n:
                 progress(n)
+            if not self.joined:  # idle time counts from the group's first assignment
+                if self.clock() - waiting_since >= GROUP_JOIN_TIMEOUT_S:
+                    log.warning(
+                        "no assignment from group %s after %.0f s: ending",
+                        self.config.group_id,
+                        GROUP_JOIN_TIMEOUT_S,
+                    )
+                    return
+                continue
             if n or self.stages.busy() or self._uncommitted():
                 idle_since = None
             elif until_idle_s is not None:

@@ -165,9 +165,10 @@ class ResilientStages(Stages):
             self.sync = TableStateSync(self.ledger, table, partitions=partitions, holders=holders)
             self.sync.ensure()
 
-    def before_poll(self, lag: int) -> PollPlan:
+    def before_poll(self, lag: int, consumed: int) -> PollPlan:
         signals = Signals(
             lag_messages=lag,
+            consumed_messages=consumed,
             batch_latency_s=self._latency,
             rss_bytes=self.memory.rss_bytes(),
             breakers=breaker_states(self.breakers.values()),

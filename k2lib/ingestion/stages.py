@@ -45,7 +45,8 @@ class Stages:
     def start(self, table: Table, partitions: Collection[int]) -> None:
         """Once, before the first poll: the table and the Kafka partitions this process owns."""
 
-    def before_poll(self, lag: int) -> PollPlan:
+    def before_poll(self, lag: int, consumed: int) -> PollPlan:
+        """`lag`: messages behind; `consumed`: messages polled so far (the lag trend)."""
         return PollPlan()
 
     def process(self, batch: TradeBatch) -> TradeBatch:
