@@ -42,6 +42,9 @@ class Schedule:
     writers: int
     commit_interval: float
     events: tuple[tuple[float, str], ...]
+    group: bool = True
+    """Writers share the partitions as a consumer group (the default), or each reads them
+    all with `--alone` and the compare-and-set commit fences the others."""
 
     @classmethod
     def draw(cls, seed: int) -> Schedule:
@@ -61,12 +64,13 @@ class Schedule:
             writers=rng.choice([1, 2, 3]),
             commit_interval=rng.choice([0.1, 0.2, 0.3]),
             events=events,
+            group=rng.random() < 0.6,
         )
 
     def describe(self) -> str:
         return (
             f"seed={self.seed} messages={self.messages} faults={self.faults} rate={self.rate} "
-            f"writers={self.writers} commit_interval={self.commit_interval} "
+            f"writers={self.writers} group={self.group} commit_interval={self.commit_interval} "
             f"events={list(self.events)}"
         )
 
@@ -113,7 +117,8 @@ class Run:
 
     def ingest(self, idle_s: float = 2.0) -> subprocess.Popen[str]:
         interval = str(self.schedule.commit_interval)
-        proc = self.k2("ingest", "--until-idle", str(idle_s), "--commit-interval", interval)
+        args = ["ingest", "--until-idle", str(idle_s), "--commit-interval", interval]
+        proc = self.k2(*args, *([] if self.schedule.group else ["--alone"]))
         self.ingests.append(proc)
         return proc
 
@@ -172,7 +177,7 @@ def execute(schedule: Schedule, settings: K2Settings, env: dict[str, str], workd
             proc.wait(timeout=180)
     failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL)]
     errors = [p.stderr.read() if p.stderr else "" for p in failed]
-    settle = run.k2("ingest", "--until-idle", "1")
+    settle = run.k2("ingest", "--until-idle", "1", "--alone")
     out, err = settle.communicate(timeout=180)
     if settle.returncode != 0 or failed:
         raise AssertionError(

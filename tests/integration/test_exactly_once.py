@@ -109,9 +109,12 @@ def test_schedule_stores_every_trade_once(
     check(Schedule.draw(seed), k2_settings, k2_env, tmp_path)
 
 
+@pytest.mark.parametrize("group", [True, False], ids=["group", "alone"])
 def test_two_ingests_at_once_store_every_row_once(
-    k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
+    group: bool, k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """As one consumer group they split the partitions; alone, each reads them all and the
+    compare-and-set commit fences the one that comes second."""
     schedule = Schedule(
         seed=11,
         messages=20_000,
@@ -120,6 +123,7 @@ def test_two_ingests_at_once_store_every_row_once(
         writers=2,
         commit_interval=0.3,
         events=(),
+        group=group,
     )
     check(schedule, k2_settings, k2_env, tmp_path)
 
