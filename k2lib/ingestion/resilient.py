@@ -46,6 +46,7 @@ from k2lib.resilience import (
     breaker_states,
     spill_directory,
 )
+from k2lib.storage.table import held_mask
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.schema import TradeBatch
 
@@ -61,6 +62,7 @@ SPILL_TOKENS_PROPERTY = "k2.spill.tokens"
 BACKFILL_ROWS_PER_POLL = 100_000
 STATUS_EVERY_S = 1.0
 PROBE_EVERY_S = 0.25
+RECHECK_FRACTION = 0.5
 
 
 class SequenceStage(Protocol):
@@ -119,6 +121,7 @@ class ResilientStages(Stages):
         self._last_probe = 0.0
         self._dropped = 0
         self.deferred_for_redis = 0
+        self.rechecked = 0
 
     @classmethod
     def from_settings(
@@ -197,12 +200,18 @@ class ResilientStages(Stages):
         if not len(batch):
             return batch
         tiers = self.shedder.tiers_of(batch.symbol, batch.exchange)
+        # Sequence first, shed or not: the tracker sees the feed in arrival order, so a
+        # deferred range backfilled later is never reported as a gap meanwhile.
+        if not self._classify(batch, count=True):
+            self._defer(batch, tiers)  # Redis unusable: defer rather than store unchecked
+            self.deferred_for_redis += len(batch)
+            return TradeBatch.empty()
         keep, shed = self.shedder.split_tiers(tiers, self.manager.level)
         if shed.any():
             self._defer(batch.take(shed), tiers[shed])
             batch, tiers = batch.take(keep), tiers[keep]
-        checked = self._check(batch)
-        if checked is None:  # Redis unusable: defer rather than store unchecked
+        checked = self._dedup_batch(batch)
+        if checked is None:
             self._defer(batch, tiers)
             self.deferred_for_redis += len(batch)
             return TradeBatch.empty()
@@ -304,6 +313,7 @@ class ResilientStages(Stages):
             "backfilled": sum(shed["backfilled"].values()),
             "pending_deferred": self.spill.pending_rows(),
             "deferred_redis_down": self.deferred_for_redis,
+            "backfill_rechecked_in_table": self.rechecked,
             "shedding_by_tier": shed,
             "degradation": self.manager.summary(),
         }
@@ -340,13 +350,18 @@ class ResilientStages(Stages):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _check(self, batch: TradeBatch) -> TradeBatch | None:
-        """Sequence-label then dedup `batch`; None when Redis cannot be used right now."""
-        if self.tracker is not None:
-            tracker = self.tracker
-            if self._redis(lambda: tracker.classify_batch(batch)) is _FAILED:
-                return None
-        if self.dedup is None:
+    def _classify(self, batch: TradeBatch, *, count: bool) -> bool:
+        """Sequence-label `batch` (`count`: as a first sighting; otherwise only bring the
+        state up to it). False when Redis cannot be used right now."""
+        tracker = self.tracker
+        if tracker is None:
+            return True
+        call = tracker.classify_batch if count else tracker.replay_committed
+        return self._redis(lambda: call(batch)) is not _FAILED
+
+    def _dedup_batch(self, batch: TradeBatch) -> TradeBatch | None:
+        """Drop duplicates from `batch`; None when Redis cannot be used right now."""
+        if self.dedup is None or not len(batch):
             return batch
         dedup = self.dedup
         keep = self._redis(lambda: dedup.check(batch))
@@ -374,13 +389,37 @@ class ResilientStages(Stages):
         out: list[TradeBatch] = []
         for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
             batch = TradeBatch.from_arrow(table)  # keeps its Kafka partition and offset
-            checked = self._check(batch)
+            # Classified on arrival unless Redis was down then; replaying is harmless.
+            checked = self._dedup_batch(batch) if self._classify(batch, count=False) else None
             if checked is None:
                 self.spill.release(token)
                 break
+            if self.spill.age_s(token) > self._recheck_after_s():
+                checked = self._drop_stored(checked)
             out.append(checked)
             self._backfilling.append((token, self.shedder.tiers_of(batch.symbol, batch.exchange)))
         return tuple(out)
+
+    def _recheck_after_s(self) -> float:
+        """Deferred longer than this, a record's original may have left the dedup horizon
+        (Redis windows expire): its key is checked against the table itself."""
+        config = getattr(self.dedup, "config", None)
+        if config is None:
+            return float("inf")
+        return RECHECK_FRACTION * (config.generations - 1) * config.window_s
+
+    def _drop_stored(self, batch: TradeBatch) -> TradeBatch:
+        if self._table is None or not len(batch):
+            return batch
+        held = held_mask(
+            self._table,
+            [e.decode() for e in batch.exchange.tolist()],
+            [s.decode() for s in batch.symbol.tolist()],
+            batch.seq.tolist(),
+        )
+        self._dropped += int(np.count_nonzero(held))
+        self.rechecked += len(batch)
+        return batch.take(~held)
 
     def _heal_spill(self, table: Table) -> None:
         """Ack spill files that the last snapshot committed before a crash could ack them."""
