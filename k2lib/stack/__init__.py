@@ -68,15 +68,20 @@ class LocalStack:
     def on_cluster(self) -> bool:
         return self.settings.profile == "cluster"
 
+    @property
+    def local_postgres(self) -> bool:
+        """The cluster profile's own PostgreSQL, unless a catalog is configured elsewhere."""
+        return self.on_cluster and not self.settings.catalog_external
+
     def _processes(self) -> dict[str, ServiceProcess]:
         procs: dict[str, ServiceProcess] = {}
-        if self.on_cluster:
-            # First: a missing PostgreSQL fails `up` before anything was started.
-            postgres = postgres_process(self.settings)
+        # First: a missing PostgreSQL fails `up` before anything was started.
+        postgres = postgres_process(self.settings) if self.local_postgres else None
         if not self.settings.kafka_external:
             procs["broker"] = broker_process(self.settings)
         if self.on_cluster:
             procs.update(cluster_node_processes(self.settings, redis_binary()))
+        if postgres is not None:
             procs["postgres"] = postgres
         elif not self.settings.redis_external:
             procs["redis"] = redis_process(self.settings)
@@ -130,7 +135,7 @@ class LocalStack:
         }
         found.update(recorded_cluster_nodes(s.state_dir))
         postgres = recorded_process(s.state_dir, "postgres")
-        if postgres is not None or self.on_cluster:
+        if postgres is not None or self.local_postgres:
             found["postgres"] = postgres
         return found
 
@@ -164,7 +169,6 @@ class LocalStack:
         }
         if self.on_cluster:
             result["cluster"] = self._cluster_status()
-            result["postgres"] = self._postgres_status()
         else:
             redis_reason = redis_problem(s)
             result["redis"] = ServiceStatus(
@@ -175,6 +179,8 @@ class LocalStack:
                 pid=self._pid("redis") if not s.redis_external else None,
                 detail=redis_reason,
             )
+        if self.local_postgres:
+            result["postgres"] = self._postgres_status()
         result["catalog"] = self._catalog_status()
         return result
 
