@@ -149,6 +149,27 @@ def test_an_iceberg_table_is_created_appended_and_read_back_on_the_postgres_cata
         assert cur.fetchone() == (1,)
     conn.close()
     assert not (settings.warehouse / "catalog.db").exists()
+    # The same database named the pyiceberg way (as a shared PostgreSQL would be): an
+    # external catalog, so the cluster profile has no PostgreSQL of its own to show.
+    # (pyiceberg reads PYICEBERG_* once at import: hence a fresh `k2` process. SqlCatalog
+    # keys its rows by catalog name, so the name stays `k2`.)
+    shared = {
+        **cluster_stack,
+        "PYICEBERG_CATALOG__K2__TYPE": "sql",
+        "PYICEBERG_CATALOG__K2__URI": settings.postgres_uri,
+        "PYICEBERG_CATALOG__K2__WAREHOUSE": f"file://{settings.warehouse}",
+    }
+    proc = run_k2("status", "--format", "json", env=shared, check=False)
+    status = json.loads(proc.stdout)
+    assert proc.returncode == 0, status
+    assert set(status) == {"broker", "cluster", "catalog"}
+    assert status["catalog"] == {
+        "healthy": True,
+        "endpoint": "pyiceberg catalog 'k2'",
+        "managed": False,
+        "pid": None,
+        "detail": "market.trades: 0 rows",
+    }
 
 
 @needs_postgres
@@ -205,7 +226,7 @@ def test_down_stops_every_process_of_both_profiles_and_nothing_else(cluster_stac
             assert f"{name:8s} stopped" in down.stdout, down.stdout
         for name, pid in pids.items():
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", name
-        after = run_k2("status", "--format", "json", env=env, check=False)
+        after = run_k2("status", "--format", "json", env=single, check=False)
         assert after.returncode == 1
         # `k2 up` recorded `single` last, so status shows that profile's services, down
         # (its SQLite catalog is a file, and stays readable).
