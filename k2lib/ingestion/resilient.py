@@ -98,6 +98,7 @@ class ResilientStages(Stages):
         ledger: Ledger | None = None,
         status_sink: Callable[[dict[str, Any]], None] | None = None,
         redis_probe: Callable[[], Any] | None = None,
+        broker_probe: Callable[[], Any] | None = None,
         memory: ProcessMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -110,6 +111,7 @@ class ResilientStages(Stages):
         self.ledger = ledger
         self.status_sink = status_sink
         self.redis_probe = redis_probe
+        self.broker_probe = broker_probe
         self.memory = memory or ProcessMemory()
         self.clock = clock
         self.sync: TableStateSync | None = None
@@ -133,6 +135,7 @@ class ResilientStages(Stages):
         clock: Callable[[], float] = time.monotonic,
     ) -> ResilientStages:
         from k2lib.ingestion.scalability import (
+            broker_probe,
             build_dedup,
             build_ledger,
             build_tracker,
@@ -155,6 +158,7 @@ class ResilientStages(Stages):
             ledger=build_ledger(settings),
             status_sink=status_publisher(settings),
             redis_probe=redis_probe(settings),
+            broker_probe=broker_probe(settings),
             clock=clock,
         )
 
@@ -178,11 +182,15 @@ class ResilientStages(Stages):
         )
         self._latency = None
         now = self.clock()
-        if self.redis_probe is not None and now - self._last_probe >= PROBE_EVERY_S:
-            # Idle polls make no Redis calls: without a probe an outage (or a recovery)
-            # would go unseen by the breaker, and the level could never move.
+        if now - self._last_probe >= PROBE_EVERY_S:
+            # Idle polls make no Redis calls, and the consumer's fetches fail silently (a
+            # frozen broker just answers nothing): without probes an outage, or a recovery,
+            # would go unseen by the breakers, and the level could never move.
             self._last_probe = now
-            self._redis(self.redis_probe)
+            if self.redis_probe is not None:
+                self._redis(self.redis_probe)
+            if self.broker_probe is not None:
+                self._guarded("broker", self.broker_probe)
         self.manager.update(signals)
         self._publish_status(signals)
         actions = self.manager.actions
@@ -372,13 +380,19 @@ class ResilientStages(Stages):
         return batch.take(keep)
 
     def _redis(self, call: Callable[[], Any]) -> Any:
-        breaker = self.breakers["redis"]
+        return self._guarded("redis", call)
+
+    def _guarded(self, name: str, call: Callable[[], Any]) -> Any:
+        """`call` through the `name` breaker; _FAILED when refused or failed."""
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            return call()
         try:
             return breaker.call(call)
         except CircuitOpenError:
             return _FAILED
         except (ServiceError, RedisError, ConnectionError, TimeoutError, OSError) as exc:
-            log.warning("redis stage failed, deferring: %s", exc)
+            log.warning("%s call failed: %s", name, exc)
             return _FAILED
 
     def _defer(self, batch: TradeBatch, tiers: np.ndarray) -> None:

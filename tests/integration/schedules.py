@@ -30,7 +30,8 @@ from k2lib.config import K2Settings
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
 
-EVENTS = ("kill", "wipe", "freeze", "resend")
+EVENTS = ("kill", "wipe", "freeze", "resend")  # drawn at random; "join", "zombie" on request
+ZOMBIE_FREEZE_S = 8.0  # past the consumer's session.timeout.ms (6 s)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,19 @@ class Run:
                 time.sleep(rng.uniform(0.5, 2.0))
             finally:
                 os.kill(self.redis_pid, signal.SIGCONT)
+        elif name == "join":
+            self.ingest()
+        elif name == "zombie":
+            # A member frozen past its session timeout: the group moves its partitions on;
+            # when it wakes, its late commit must be fenced, not appended.
+            alive = [p for p in self.ingests if p.poll() is None]
+            if alive:
+                victim = rng.choice(alive)
+                victim.send_signal(signal.SIGSTOP)
+                try:
+                    time.sleep(ZOMBIE_FREEZE_S)
+                finally:
+                    victim.send_signal(signal.SIGCONT)
         elif name == "resend":
             self.sends += 1
             self.replay(None).join(timeout=120)
