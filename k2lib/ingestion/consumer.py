@@ -376,11 +376,12 @@ class TradeConsumer:
                     self.high_watermarks[int(p)] = max(self.high_watermarks.get(int(p), 0), hw)
 
     def commit(self, offsets: Mapping[int, int]) -> None:
-        """Group offsets, for monitoring only (the snapshot is the resume point)."""
+        """Group offsets, for monitoring only (the snapshot is the resume point), sent
+        asynchronously: a stalled broker must not stall the loop that notices it."""
         if offsets:
             tps = [TopicPartition(self.topic, p, o) for p, o in offsets.items()]
             try:
-                self.consumer.commit(offsets=tps, asynchronous=False)
+                self.consumer.commit(offsets=tps, asynchronous=True)
             except Exception as exc:  # monitoring aid: never fail a run over it
                 log.warning("group offset commit failed: %s", exc)
 
