@@ -20,12 +20,11 @@ Exactly once, by construction (ADR 011):
 from __future__ import annotations
 
 import logging
-import signal
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -39,11 +38,19 @@ from k2lib.errors import (
     ServiceError,
     StorageError,
 )
-from k2lib.ingestion.dlq import DeadLetterQueue, DeadLetterSink
+from k2lib.ingestion.dlq import DeadLetterSink
 from k2lib.ingestion.metrics import IngestMetrics
+from k2lib.ingestion.run import run_until_done
+from k2lib.ingestion.seams import (
+    IngestConfig,
+    IngestCounts,
+    TableSink,
+    TradeSource,
+    default_group,
+)
 from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
-from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots
+from k2lib.storage.maintenance import expire_snapshots
 from k2lib.storage.table import SnapshotOffsets
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
@@ -52,68 +59,6 @@ from k2lib.wire.schema import TradeBatch
 __all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource", "default_group"]
 
 log = logging.getLogger("k2.ingest")
-
-GROUP_JOIN_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class IngestConfig:
-    poll_max: int = 20_000
-    poll_timeout_s: float = 0.5
-    commit_rows: int = 250_000
-    commit_interval_s: float = 2.0
-    group_id: str = "k2-ingest"
-    group: bool = False
-    """Join `group_id` and share the topic's partitions with the other members (several
-    `k2 ingest` processes); otherwise read `partitions` (default all) alone."""
-    partitions: tuple[int, ...] | None = None
-    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
-    final_commit_attempts: int = 30
-
-
-def default_group(settings: K2Settings) -> str:
-    """The consumer group of every `k2 ingest` of one topic into one table."""
-    return f"k2-ingest.{settings.topic}.{settings.table}"
-
-
-class TradeSource(Protocol):
-    """The Kafka side: `TradeConsumer`, or a list-backed twin in unit tests."""
-
-    topic: str
-    partitions: list[int]
-    resets: list[int]
-
-    def assign(self, start: Mapping[int, int]) -> None: ...
-    def poll(self, max_messages: int, timeout_s: float) -> Any: ...
-    def lag(self) -> int: ...
-    def commit(self, offsets: Mapping[int, int]) -> None: ...
-    def close(self) -> None: ...
-    def topic_recreated(self) -> Any: ...
-    def rewind(self, change: Any) -> None: ...
-    def subscribe(self, listener: Any) -> None: ...
-    @property
-    def topic_id(self) -> str | None: ...
-
-
-class TableSink(Protocol):
-    """The Iceberg side: `IcebergWriter`, whose commit is compare-and-set on the offsets."""
-
-    table: Any
-    topic_id: str | None
-    base: SnapshotOffsets
-    delay_s: Callable[[], float] | None
-
-    def rebase(self) -> SnapshotOffsets: ...
-    def adopt(self, partitions: Collection[int]) -> SnapshotOffsets: ...
-    def release(self, partitions: Collection[int]) -> None: ...
-    @property
-    def partitions(self) -> list[int]: ...
-    def commit(
-        self,
-        batch: TradeBatch,
-        offsets: Mapping[int, int],
-        extra_properties: Mapping[str, str] | None = None,
-    ) -> CommitResult: ...
 
 
 @dataclass
@@ -124,18 +69,6 @@ class _InFlight:
     ticket: CommitTicket
 
 
-@dataclass
-class _Counts:
-    consumed: int = 0
-    written: int = 0
-    dlq: int = 0
-    commits: int = 0
-    failed_commits: int = 0
-    rewinds: int = 0
-    dlq_reasons: dict[str, int] = field(default_factory=dict)
-    rewind_reasons: dict[str, int] = field(default_factory=dict)
-
-
 class IngestPipeline:
     def __init__(
         self,
@@ -144,7 +77,7 @@ class IngestPipeline:
         sink: TableSink,
         dlq: DeadLetterSink,
         stages: Stages | None = None,
-        config: IngestConfig = IngestConfig(),
+        config: IngestConfig | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -153,13 +86,13 @@ class IngestPipeline:
         self.writer = sink
         self.table = sink.table
         self.dlq = dlq
-        self.config = config
+        self.config = config = config or IngestConfig()
         self.clock = clock
         self.sleep = sleep
         self.registry = registry if registry is not None else new_registry()
         self.metrics = IngestMetrics.create(self.registry)
         self.stages = stages or Stages()
-        self.counts = _Counts()
+        self.counts = IngestCounts()
         self.buffer: list[TradeBatch] = []
         self.buffered_rows = 0
         self.next_offsets: dict[int, int] = {}
@@ -184,31 +117,21 @@ class IngestPipeline:
         cls,
         settings: K2Settings,
         *,
-        config: IngestConfig = IngestConfig(),
+        config: IngestConfig | None = None,
         catalog: Catalog | None = None,
         registry: CollectorRegistry | None = None,
         stages: Stages | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> IngestPipeline:
-        """The real collaborators: Kafka consumer and DLQ producer, the Iceberg table."""
-        from k2lib.ingestion.consumer import TradeConsumer
-        from k2lib.stack.catalog import load_k2_catalog
-        from k2lib.storage.table import ensure_table
-        from k2lib.storage.writer import IcebergWriter
+        """With the real collaborators: Kafka consumer, DLQ producer, the Iceberg table."""
+        from k2lib.ingestion.assemble import build_collaborators
 
-        table = ensure_table(catalog or load_k2_catalog(settings), settings.table)
-        consumer = TradeConsumer(settings, group_id=config.group_id, partitions=config.partitions)
-        writer = IcebergWriter(
-            table,
-            settings.topic,
-            partitions=consumer.partitions,
-            topic_id=consumer.topic_id,
-            clock=clock,
-        )
+        config = config or IngestConfig()
+        source, sink, dlq = build_collaborators(settings, config, catalog=catalog, clock=clock)
         return cls(
-            source=consumer,
-            sink=writer,
-            dlq=DeadLetterQueue(settings),
+            source=source,
+            sink=sink,
+            dlq=dlq,
             stages=stages,
             config=config,
             registry=registry,
@@ -219,31 +142,23 @@ class IngestPipeline:
 
     def _seek(self, base: SnapshotOffsets, *, first: bool = False) -> None:
         """Point the consumer at what `base` records for our partitions."""
-        topic = self.consumer.topic
-        start = dict(base.offsets) if base.topic == topic else {}
-        current_id = self.writer.topic_id
-        if start and base.topic_id and current_id and current_id != base.topic_id:
-            # The broker lost the topic (a memory broker restarted) and it was created
-            # again: its offsets restart at 0. Read it all; dedup drops what the table has.
-            log.warning(
-                "topic %s was recreated on the broker (id %s, the table recorded %s): "
-                "reading it again from the beginning",
-                topic,
-                current_id,
-                base.topic_id,
-            )
-            if first:
-                self.consumer.resets.extend(sorted(start))
-            start = {}
-        if first and base.topic not in (None, topic):
-            log.warning(
-                "table offsets are for topic %s, not %s: starting from the beginning",
-                base.topic,
-                topic,
-            )
         owned = self.consumer.partitions
-        self.next_offsets = {p: o for p, o in start.items() if p in owned}
-        self.committed_offsets = dict(self.next_offsets)
+        start = self._start_offsets(base, owned)
+        if first and base.offsets and not start:
+            # Another topic, or this one recreated (a memory broker restarted: its offsets
+            # restart at 0). Read it all; the dedup drops what the table already has.
+            log.warning(
+                "the table's offsets are for topic %s (id %s), not %s (id %s): reading it "
+                "from the beginning",
+                base.topic,
+                base.topic_id,
+                self.consumer.topic,
+                self.writer.topic_id,
+            )
+            if base.topic == self.consumer.topic:
+                self.consumer.resets.extend(sorted(base.offsets))
+        self.next_offsets = dict(start)
+        self.committed_offsets = dict(start)
         self.consumer.assign(start)
 
     # -- a group member's partitions come and go ----------------------------------------
@@ -291,8 +206,7 @@ class IngestPipeline:
         self.stages.resync()
         self.resume = base
         self._seek(base)
-        self.counts.rewinds += 1
-        self.counts.rewind_reasons[reason] = self.counts.rewind_reasons.get(reason, 0) + 1
+        self.counts.rewound(reason)
         self.metrics.rewinds.inc()
         log.warning("rewound to the table (%s): %d buffered rows dropped", reason, dropped)
 
@@ -328,10 +242,8 @@ class IngestPipeline:
             self.dlq.send(
                 decoded.rejects, poll.partitions[idx].tolist(), poll.offsets[idx].tolist()
             )
-            self.counts.dlq += len(idx)
+            self.counts.dead_lettered([r.reason for r in decoded.rejects])
             self.metrics.dlq.inc(len(idx))
-            for r in decoded.rejects:
-                self.counts.dlq_reasons[r.reason] = self.counts.dlq_reasons.get(r.reason, 0) + 1
         batch = decoded.batch.with_kafka(
             poll.partitions[decoded.index], poll.offsets[decoded.index]
         )
@@ -489,65 +401,8 @@ class IngestPipeline:
         An idle run ends only once everything consumed is committed and nothing waits to be
         backfilled; the summary's `remaining` says what is left, and why, otherwise."""
         started = self.clock()
-        previous = _install_stop(self)
-        try:
-            while True:
-                self._consume(max_messages, until_idle_s, progress)
-                rewinds = self.counts.rewinds
-                self._final_commit()
-                if self._stop or self.counts.rewinds == rewinds or self._reached(max_messages):
-                    break
-                # The last commit rewound (fenced, or Redis lost its state): the records it
-                # dropped are still in Kafka, so read them again before ending.
-        finally:
-            _restore_stop(previous)
-            self._committer.shutdown(wait=True)
-            self.consumer.close()
+        run_until_done(self, max_messages, until_idle_s, progress)
         return self.summary(self.clock() - started)
-
-    def _consume(
-        self,
-        max_messages: int | None,
-        until_idle_s: float | None,
-        progress: Callable[[int], object] | None,
-    ) -> None:
-        idle_since: float | None = None
-        waiting_since = self.clock()
-        while not self._stop and not self._reached(max_messages):
-            remaining = None if max_messages is None else max_messages - self.counts.consumed
-            n = self.step(remaining)
-            if progress and n:
-                progress(n)
-            if not self.joined:  # idle time counts from the group's first assignment
-                if self.clock() - waiting_since >= GROUP_JOIN_TIMEOUT_S:
-                    log.warning(
-                        "no assignment from group %s after %.0f s: ending",
-                        self.config.group_id,
-                        GROUP_JOIN_TIMEOUT_S,
-                    )
-                    return
-                continue
-            if n or self.stages.busy() or self._uncommitted():
-                idle_since = None
-            elif until_idle_s is not None:
-                idle_since = idle_since if idle_since is not None else self.clock()
-                if self.clock() - idle_since >= until_idle_s:
-                    return
-
-    def _reached(self, max_messages: int | None) -> bool:
-        return max_messages is not None and self.counts.consumed >= max_messages
-
-    def _final_commit(self) -> None:
-        """The run's last commit; a dependency that stays down ends the run with an error."""
-        attempts = self.config.final_commit_attempts
-        for _ in range(attempts):
-            if self.flush():
-                return
-            self.sleep(1.0)
-        raise StorageError(
-            f"could not commit the final batch after {attempts} attempts; "
-            "nothing was lost: the next run resumes from the last snapshot"
-        )
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         c = self.counts
@@ -574,18 +429,14 @@ class IngestPipeline:
     def stop(self) -> None:
         self._stop = True
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop
 
-def _install_stop(pipeline: IngestPipeline) -> Any:
-    def handler(signum: int, frame: Any) -> None:
-        pipeline.stop()
+    def pending_work(self) -> bool:
+        """Rows not committed yet, or deferred records still to backfill."""
+        return self.stages.busy() or self._uncommitted()
 
-    try:
-        return signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread (a notebook or test thread)
-        return None
-
-
-def _restore_stop(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
+    def close(self) -> None:
+        self._committer.shutdown(wait=True)
+        self.consumer.close()
