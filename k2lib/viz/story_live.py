@@ -27,7 +27,7 @@ from k2lib.ingestion.resilient import ResilientStages
 from k2lib.ingestion.runtime import serve_metrics
 from k2lib.monitoring import new_registry
 from k2lib.resilience import DegradationLevel
-from k2lib.resilience.chaos import DEMO_DEGRADATION, exactly_once_check
+from k2lib.demo.chaos import DEMO_DEGRADATION, exactly_once_check
 from k2lib.stack import LocalStack
 from k2lib.viz.context import DemoContext
 from k2lib.viz.sampling import MetricsScraper
