@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
+from k2lib.demo.chaos import ChaosConfig, ChaosRun
 from k2lib.ingestion.runtime import serve_metrics
 from k2lib.monitoring import new_registry
-from k2lib.demo.chaos import ChaosConfig, ChaosRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.phase2]
 
