@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from k2lib.errors import StorageError
-
-if TYPE_CHECKING:
-    from k2lib.ingestion.pipeline import IngestPipeline
+from k2lib.ingestion.seams import IngestConfig, IngestCounts
 
 __all__ = ["GROUP_JOIN_TIMEOUT_S", "run_until_done"]
 
@@ -24,6 +22,24 @@ log = logging.getLogger("k2.ingest")
 
 GROUP_JOIN_TIMEOUT_S = 60.0
 FINAL_COMMIT_WAIT_S = 1.0
+
+
+class IngestPipeline(Protocol):
+    """What a run drives (`k2lib.ingestion.pipeline.IngestPipeline`)."""
+
+    counts: IngestCounts
+    config: IngestConfig
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    joined: bool
+
+    @property
+    def stopped(self) -> bool: ...
+    def step(self, max_messages: int | None = None) -> int: ...
+    def pending_work(self) -> bool: ...
+    def flush(self) -> bool: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def run_until_done(
