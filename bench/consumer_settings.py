@@ -22,7 +22,7 @@ from k2lib.config import K2Settings
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
 from k2lib.ingestion.consumer import CONSUMER_DEFAULTS
-from k2lib.stack.services import create_topics
+from k2lib.connect import create_topics
 
 VARIANTS: list[tuple[str, int, dict[str, Any]]] = [
     ("partition EOF on, 100k polls", 100_000, {"enable.partition.eof": True}),

@@ -31,7 +31,7 @@ def last_json(stdout: str) -> dict:
 
 def stored_keys(settings) -> list[tuple[str, str, int]]:
     """Every `(exchange, symbol, seq)` in the settings' Iceberg table, duplicates included."""
-    from k2lib.stack.catalog import load_k2_catalog
+    from k2lib.connect import load_k2_catalog
     from k2lib.storage.table import stored_keys as table_keys
 
     return table_keys(load_k2_catalog(settings).load_table(settings.table))

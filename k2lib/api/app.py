@@ -37,6 +37,7 @@ from k2lib.api.models import (
 )
 from k2lib.api.observe import OpenGapsCollector, ResponseCounter, response_counter
 from k2lib.config import K2Settings
+from k2lib.connect import redis_client
 from k2lib.errors import InconsistentSeamError, K2Error, QueryError
 from k2lib.monitoring.metrics import new_registry
 from k2lib.query import HybridQueryEngine
@@ -45,7 +46,6 @@ from k2lib.query.timeparse import TIME_FORMS_HELP
 from k2lib.resilience.levels import QueryPriority
 from k2lib.resilience.manager import DegradationManager
 from k2lib.resilience.shedder import LoadShedder
-from k2lib.stack.services import redis_client
 
 __all__ = ["create_app"]
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from k2lib.config import K2Settings
+from k2lib.connect import broker_healthy, redis_client
 from k2lib.query import HybridQueryEngine
-from k2lib.stack.services import broker_healthy, redis_client
 
 __all__ = ["health_checks"]
 

@@ -31,13 +31,13 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from k2lib.config import K2Settings
+from k2lib.connect import create_topics, redis_client
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
 from k2lib.ingestion.consumer import CONSUMER_DEFAULTS
 from k2lib.resilience.manager import DegradationConfig
 from k2lib.resilience.signals import INF, Thresholds
 from k2lib.resilience.spill import spill_directory
-from k2lib.stack.services import create_topics, redis_client
 from k2lib.wire.codec import decode_batch
 
 __all__ = ["BASELINE_VARIANTS", "NO_DEGRADATION", "run"]

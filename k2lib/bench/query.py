@@ -23,6 +23,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from k2lib.config import K2Settings
+from k2lib.connect import create_topics, load_k2_catalog
 from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig
 from k2lib.query.testing import (
     DEFAULT_SYMBOLS,
@@ -31,8 +32,6 @@ from k2lib.query.testing import (
     produce,
     synthetic_trades,
 )
-from k2lib.stack.catalog import load_k2_catalog
-from k2lib.stack.services import create_topics
 from k2lib.storage.table import TABLE_PROPERTIES, ensure_table, latest_offsets
 from k2lib.wire.schema import TradeBatch
 

@@ -20,10 +20,10 @@ import numpy as np
 import psutil
 
 from k2lib.config import K2Settings
+from k2lib.connect import create_topics
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
 from k2lib.stack import LocalStack
-from k2lib.stack.services import create_topics
 
 __all__ = ["run"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from k2lib.config import K2Settings
-from k2lib.stack.services import redis_client
+from k2lib.connect import redis_client
 
 __all__ = ["command"]
 

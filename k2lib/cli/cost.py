@@ -33,7 +33,7 @@ def _measure(bench: Path) -> MeasuredInputs:
     table = None
     try:
         from k2lib.config import K2Settings
-        from k2lib.stack.catalog import load_k2_catalog
+        from k2lib.connect import load_k2_catalog
 
         settings = K2Settings.from_env()
         local_db = settings.warehouse / "catalog.db"

@@ -27,9 +27,9 @@ def command(fmt: str) -> None:
     """
     import redis
 
+    from k2lib.connect import redis_client
     from k2lib.errors import ServiceError
     from k2lib.ingestion.sequence.gaps import list_gaps
-    from k2lib.stack.services import redis_client
 
     settings = K2Settings.from_env()
     try:

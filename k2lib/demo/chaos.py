@@ -28,6 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from k2lib.config import K2Settings
+from k2lib.connect import create_topics
 from k2lib.feeds.base import SourceReport
 from k2lib.feeds.faults import FaultSpec
 from k2lib.feeds.publisher import replay
@@ -38,7 +39,6 @@ from k2lib.resilience.manager import DegradationConfig
 from k2lib.resilience.signals import INF, Thresholds
 from k2lib.stack import LocalStack
 from k2lib.stack.process import recorded_process
-from k2lib.stack.services import create_topics
 from k2lib.wire.schema import TradeBatch
 
 __all__ = ["DEMO_DEGRADATION", "EXTRA_SCENARIOS", "ChaosConfig", "ChaosRun", "exactly_once_check"]
@@ -71,7 +71,7 @@ class ChaosConfig:
 
 def exactly_once_check(settings: K2Settings, expected_unique: int) -> dict[str, Any]:
     """Read the table back: rows, distinct keys, duplicates and the verdict."""
-    from k2lib.stack.catalog import load_k2_catalog
+    from k2lib.connect import load_k2_catalog
     from k2lib.storage.table import stored_keys
 
     stored = stored_keys(load_k2_catalog(settings).load_table(settings.table))

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pyiceberg.catalog import Catalog
 
 from k2lib.config import K2Settings
+from k2lib.connect import load_k2_catalog
 from k2lib.ingestion.consumer import TradeConsumer
 from k2lib.ingestion.dlq import DeadLetterQueue
 from k2lib.ingestion.seams import IngestConfig
-from k2lib.stack.catalog import load_k2_catalog
 from k2lib.storage.table import ensure_table
 from k2lib.storage.writer import IcebergWriter
 

@@ -31,8 +31,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from k2lib.config import K2Settings
+from k2lib.connect import topic_partitions
 from k2lib.errors import ServiceError
-from k2lib.stack.services import topic_partitions
 
 __all__ = ["Poll", "RebalanceListener", "TopicChange", "TradeConsumer"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from k2lib.config import K2Settings
-from k2lib.stack.services import redis_client
+from k2lib.connect import redis_client
 
 __all__ = [
     "broker_probe",

@@ -20,13 +20,13 @@ from pyiceberg.catalog import Catalog
 
 from k2lib.clock import Clock
 from k2lib.config import K2Settings
+from k2lib.connect import load_k2_catalog
 from k2lib.query.execute import QueryContext, QueryMetrics, QueryRun
 from k2lib.query.historical import IcebergReader
 from k2lib.query.kafka_tail import KafkaTail
 from k2lib.query.provenance import QueryResult
 from k2lib.query.spec import QuerySpec
 from k2lib.query.timeparse import wall_clock_micros
-from k2lib.stack.catalog import load_k2_catalog
 
 __all__ = ["EngineConfig", "HybridQueryEngine"]
 

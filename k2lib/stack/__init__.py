@@ -12,10 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from k2lib.config import K2Settings, profile_path
-from k2lib.errors import K2Error
-from k2lib.stack.catalog import load_k2_catalog
-from k2lib.stack.cluster import (
+from k2lib.connect import (
+    broker_problem,
     cluster_health,
+    create_topics,
+    load_k2_catalog,
+    redis_client,
+    redis_problem,
+)
+from k2lib.errors import K2Error
+from k2lib.stack.cluster import (
     cluster_node_processes,
     ensure_cluster,
     recorded_cluster_nodes,
@@ -23,15 +29,7 @@ from k2lib.stack.cluster import (
 )
 from k2lib.stack.postgres import postgres_problem, postgres_process
 from k2lib.stack.process import ServiceProcess, recorded_process
-from k2lib.stack.services import (
-    broker_problem,
-    broker_process,
-    create_topics,
-    redis_binary,
-    redis_client,
-    redis_problem,
-    redis_process,
-)
+from k2lib.stack.services import broker_process, redis_binary, redis_process
 from k2lib.storage.table import ensure_table
 
 __all__ = ["LocalStack", "ServiceStatus", "load_k2_catalog", "redis_client"]

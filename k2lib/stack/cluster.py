@@ -12,13 +12,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-from redis.cluster import ClusterNode, RedisCluster
-
 from k2lib.config import CLUSTER_BUS_OFFSET, K2Settings
+from k2lib.connect import (
+    CLUSTER_SLOTS,
+    ClusterHealth,
+    cluster_client,
+    cluster_health,
+    cluster_info,
+    node_client,
+)
 from k2lib.errors import ServiceError
 from k2lib.stack.process import ServiceProcess, recorded_process
 
@@ -33,7 +37,6 @@ __all__ = [
     "recorded_cluster_nodes",
 ]
 
-CLUSTER_SLOTS = 16384
 NODE_PREFIX = "redis-cluster-"
 FORM_TIMEOUT_S = 30.0
 
@@ -79,7 +82,7 @@ def cluster_node_processes(settings: K2Settings, redis_server: str) -> dict[str,
             host=host,
             port=port,
             state_dir=settings.state_dir,
-            ready=lambda h=host, p=port: _node(settings, h, p).ping() is True,  # type: ignore[misc]
+            ready=lambda h=host, p=port: node_client(settings, h, p).ping() is True,  # type: ignore[misc]
             extra_ports=[port + CLUSTER_BUS_OFFSET],
         )
     return procs
@@ -93,58 +96,6 @@ def recorded_cluster_nodes(state_dir: Path) -> dict[str, ServiceProcess]:
         if proc is not None:
             found[path.stem] = proc
     return found
-
-
-def _node(settings: K2Settings, host: str, port: int, timeout: float = 2.0) -> redis.Redis:
-    return redis.Redis(
-        host=host,
-        port=port,
-        password=settings.redis_password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
-
-
-def _info(client: redis.Redis) -> dict[str, str]:
-    """CLUSTER INFO as a dict (redis-py parses it; older versions return the text)."""
-    raw = client.execute_command("CLUSTER INFO")
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return dict(line.split(":", 1) for line in text.strip().splitlines() if ":" in line)
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterHealth:
-    ok: bool
-    masters: int
-    slots_ok: int
-    detail: str
-
-
-def cluster_health(settings: K2Settings, timeout: float = 1.0) -> ClusterHealth:
-    """What CLUSTER INFO says on every seed node: healthy when all of them report
-    cluster_state ok with every slot served."""
-    masters, slots_ok = 0, 0
-    for host, port in settings.redis_cluster_nodes:
-        try:
-            with _node(settings, host, port, timeout) as client:
-                info = _info(client)
-        except redis.RedisError as exc:
-            return ClusterHealth(False, 0, 0, f"{host}:{port}: {type(exc).__name__}: {exc}")
-        masters = int(info.get("cluster_size", 0))
-        slots_ok = int(info.get("cluster_slots_ok", 0))
-        state = info.get("cluster_state", "?")
-        if state != "ok" or slots_ok != CLUSTER_SLOTS:
-            return ClusterHealth(
-                False,
-                masters,
-                slots_ok,
-                f"{host}:{port}: cluster_state {state}, {slots_ok}/{CLUSTER_SLOTS} slots ok",
-            )
-    return ClusterHealth(
-        True, masters, slots_ok, f"cluster_state ok, {masters} masters, {slots_ok} slots"
-    )
 
 
 def redis_cli_binary(redis_server: str) -> str | None:
@@ -169,7 +120,7 @@ def form_cluster(settings: K2Settings, redis_cli: str | None) -> None:
             raise ServiceError(f"redis-cli --cluster create failed:\n{done.stdout[-800:]}")
         return
     # The slot ranges redis-cli would give: contiguous, as even as integer division makes them.
-    clients = [_node(settings, h, p) for h, p in nodes]
+    clients = [node_client(settings, h, p) for h, p in nodes]
     try:
         for i, client in enumerate(clients):
             first = i * CLUSTER_SLOTS // len(nodes)
@@ -192,8 +143,8 @@ def ensure_cluster(settings: K2Settings, redis_cli: str | None) -> str:
     host, port = settings.redis_cluster_nodes[0]
     infos = []
     for h, p in settings.redis_cluster_nodes:
-        with _node(settings, h, p) as client:
-            infos.append(_info(client))
+        with node_client(settings, h, p) as client:
+            infos.append(cluster_info(client))
     fresh = all(
         i.get("cluster_known_nodes") == "1" and i.get("cluster_slots_assigned") == "0"
         for i in infos
@@ -214,16 +165,3 @@ def ensure_cluster(settings: K2Settings, redis_cli: str | None) -> str:
             "`k2 up --cluster` again"
         )
     return outcome
-
-
-def cluster_client(settings: K2Settings, **kwargs: object) -> RedisCluster:
-    """redis-py's cluster client on the seed nodes: it follows MOVED/ASK redirections.
-
-    Bytes in and out (decode_responses=False), like the single-Redis client.
-    """
-    opts: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
-    if settings.redis_password:
-        opts["password"] = settings.redis_password
-    opts.update(kwargs)
-    nodes = [ClusterNode(h, p) for h, p in settings.redis_cluster_nodes]
-    return RedisCluster(startup_nodes=nodes, decode_responses=False, **opts)  # type: ignore[arg-type]

@@ -11,7 +11,6 @@ import json
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from k2lib.connect import port_open
 from k2lib.errors import PortInUseError, ServiceError
 
 __all__ = ["ServiceProcess", "ServiceRecord", "as_user", "port_open", "recorded_process"]
@@ -40,15 +40,6 @@ class ServiceRecord:
     log: str
     # PostgreSQL's "fast" shutdown is SIGINT (SIGTERM waits for every client to leave).
     stop_signal: int = signal.SIGTERM
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 class ServiceProcess:

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from k2lib.config import K2Settings
-from k2lib.stack import redis_client
+from k2lib.connect import redis_client
 from k2lib.storage.table import stored_keys
 from k2lib.viz.workspace import Workspace
 

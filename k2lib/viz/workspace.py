@@ -26,8 +26,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from k2lib.config import K2Settings
-from k2lib.stack.catalog import load_k2_catalog
-from k2lib.stack.services import create_topics, redis_client
+from k2lib.connect import create_topics, load_k2_catalog, redis_client
 from k2lib.storage.table import ensure_table
 
 __all__ = ["Workspace", "reset_workspace"]

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from k2lib.config import K2Settings
+from k2lib.connect import create_topics
 from k2lib.stack import LocalStack
-from k2lib.stack.services import create_topics
 
 pytestmark = pytest.mark.integration
 

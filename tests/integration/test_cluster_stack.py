@@ -24,11 +24,11 @@ import pytest
 from redis.cluster import RedisCluster
 
 from k2lib.config import CLUSTER_BUS_OFFSET, K2Settings
+from k2lib.connect import cluster_health, load_k2_catalog, redis_client
 from k2lib.errors import ServiceError
-from k2lib.stack.catalog import load_k2_catalog
-from k2lib.stack.cluster import cluster_health, cluster_node_processes, ensure_cluster
+from k2lib.stack.cluster import cluster_node_processes, ensure_cluster
 from k2lib.stack.postgres import find_postgres_bin
-from k2lib.stack.services import redis_binary, redis_client
+from k2lib.stack.services import redis_binary
 from tests.helpers import run_k2
 
 pytestmark = [pytest.mark.integration]

@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from k2lib.config import K2Settings
+from k2lib.connect import redis_client
 from k2lib.ingestion.sequence.gaps import list_gaps
-from k2lib.stack.services import redis_client
 from tests.helpers import last_json, run_k2, stored_keys
 from tests.integration.schedules import (
     Schedule,

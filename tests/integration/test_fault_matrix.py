@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from k2lib.stack.catalog import load_k2_catalog
+from k2lib.connect import load_k2_catalog
 from tests.helpers import last_json, run_k2, stored_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.phase2]
@@ -110,7 +110,7 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
             "K2_KAFKA_BOOTSTRAP": stack_settings.kafka_bootstrap,
             "K2_REDIS_URL": stack_settings.redis_url,
         }
-        from k2lib.stack.services import create_topics
+        from k2lib.connect import create_topics
 
         create_topics(settings, {settings.topic: 4, settings.dlq_topic: 1})
         run_k2("replay", "synthetic", "--limit", "20000", env=env)
@@ -144,8 +144,8 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
 def test_broker_wiped_then_feed_republished_keeps_history_and_counts_nothing_twice(
     k2_settings, k2_env, stack_settings
 ):
+    from k2lib.connect import create_topics
     from k2lib.stack import LocalStack
-    from k2lib.stack.services import create_topics
 
     if stack_settings.kafka_external:
         pytest.skip("the broker is external: K2 will not restart it")

@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from k2lib.config import K2Settings
+from k2lib.connect import load_k2_catalog
 from k2lib.feeds import open_source
-from k2lib.stack.catalog import load_k2_catalog
 from tests.helpers import last_json, run_k2
 
 pytestmark = [pytest.mark.integration]

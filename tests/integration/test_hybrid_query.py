@@ -21,6 +21,7 @@ from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 
 from k2lib.config import K2Settings
+from k2lib.connect import create_topics, load_k2_catalog, topic_id
 from k2lib.errors import InconsistentSeamError
 from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig
 from k2lib.query.merge import OFFSET_BEGINNING
@@ -31,8 +32,6 @@ from k2lib.query.testing import (
     produce,
     synthetic_trades,
 )
-from k2lib.stack import load_k2_catalog
-from k2lib.stack.services import create_topics, topic_id
 from k2lib.storage.table import ensure_table, latest_offsets
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.partitioner import partition_for

@@ -78,7 +78,7 @@ def test_services_listen_on_loopback_only(stack_settings: K2Settings):
 @pytest.fixture
 def auth_broker():
     """A second Tansu broker that requires SASL from every client."""
-    from k2lib.stack.process import port_open
+    from k2lib.connect import port_open
     from k2lib.stack.services import tansu_binary
 
     port = free_port()

@@ -58,7 +58,7 @@ def test_bad_settings_are_clear_errors(env, tmp_path: Path):
 def test_status_reasons_name_the_endpoint_and_hide_secrets(tmp_path: Path):
     import socket
 
-    from k2lib.stack.services import broker_problem, redis_problem
+    from k2lib.connect import broker_problem, redis_problem
 
     with socket.socket() as sock:  # a port nothing listens on once this closes
         sock.bind(("127.0.0.1", 0))
