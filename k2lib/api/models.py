@@ -5,13 +5,14 @@ document exactly that JSON, and the schema fuzzer checks that they agree."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 __all__ = [
     "DegradationBody",
     "ErrorBody",
+    "ErrorKind",
     "GapsBody",
     "HealthBody",
     "Priority",
@@ -55,12 +56,25 @@ class TradesBody(BaseModel):
     )
 
 
+ErrorKind = Literal[
+    "invalid_parameter",  # 422: a parameter outside its schema
+    "bad_request",  # 400: parameters each valid, together not (start not before end)
+    "not_found",  # 404: no such path
+    "method_not_allowed",  # 405
+    "inconsistent_seam",  # 409
+    "overloaded",  # 503: shed by admission at the current degradation level
+    "unavailable",  # 503: a dependency down
+]
+
+
 class ErrorBody(BaseModel):
-    error: str = Field(
-        description="bad_request, inconsistent_seam, unavailable, overloaded or not_implemented"
+    """Every 4xx and 5xx body the API sends."""
+
+    error: ErrorKind
+    detail: str = Field(description="what was wrong, naming the parameter")
+    retry_after_s: int | None = Field(
+        default=None, ge=1, description="set on 503, equal to the Retry-After header"
     )
-    detail: str
-    retry_after_s: int | None = None
 
 
 class GapsBody(BaseModel):
