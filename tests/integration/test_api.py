@@ -339,3 +339,20 @@ def test_schemathesis_all_checks_pass_against_k2_api(k2_api: str, tmp_path: Path
     done = run_schemathesis(k2_api, tmp_path)
     assert done.returncode == 0, done.stdout[-6_000:] + done.stderr[-2_000:]
     assert "No issues found" in done.stdout and "6 selected / 6 total" in done.stdout
+
+
+def test_the_notebook_helper_serves_the_api_in_process(api_settings: K2Settings) -> None:
+    from k2lib.api.local import serve_local, trades_line, window_params
+
+    api = serve_local(api_settings)
+    try:
+        now = time.time_ns() // 1000
+        params = window_params("BTCUSDT", end_us=now, minutes=30, exchange="binance")
+        line = trades_line(httpx.get(f"{api.url}/v1/trades", params=params, timeout=30))
+        assert line.startswith("GET 127.0.0.1:") and " -> 200: " in line, line
+        assert "from Iceberg" in line and "T" in params["start"], line
+        bad = httpx.get(f"{api.url}/v1/trades", params={"symbol": "BTCUSDT", "start": "x"})
+        assert "-> 422: invalid_parameter: start:" in trades_line(bad)
+    finally:
+        api.close()
+    assert not api.thread.is_alive()
