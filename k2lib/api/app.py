@@ -1,8 +1,10 @@
 """The REST API: a thin layer over HybridQueryEngine, with admission by degradation level.
 
-Status codes say whose problem it is: 400/422 a bad request, 409 an inconsistent seam (the
-broker lost data the snapshot relies on), 503 a dependency down or a query shed (with
-Retry-After), 501 a capability not installed. A bad parameter never produces a 500.
+Status codes say whose problem it is: 422 a parameter outside its schema (the OpenAPI gives
+each one's exact grammar: `k2lib.api.grammar`), 400 parameters each valid but not together
+(start not before end), 409 an inconsistent seam (the broker lost data the snapshot relies
+on), 503 a dependency down or a query shed, always with Retry-After. Every error body is an
+`ErrorBody`. A bad parameter never produces a 500.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import (
@@ -22,9 +25,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from k2lib import __version__
 from k2lib.api.admission import LevelSource, decide
+from k2lib.api.grammar import (
+    END_EXAMPLES,
+    MAX_TIME_LENGTH,
+    START_EXAMPLES,
+    TIME_HELP,
+    TIME_PATTERN,
+)
 from k2lib.api.health import health_checks
 from k2lib.api.models import (
     DegradationBody,
@@ -39,10 +50,11 @@ from k2lib.api.observe import OpenGapsCollector, ResponseCounter, response_count
 from k2lib.config import K2Settings
 from k2lib.connect import redis_client
 from k2lib.errors import InconsistentSeamError, K2Error, QueryError
+from k2lib.ingestion.sequence.gaps import list_gaps
 from k2lib.monitoring.metrics import new_registry
 from k2lib.query import HybridQueryEngine
 from k2lib.query.spec import MAX_LIMIT, NAME_PATTERN
-from k2lib.query.timeparse import TIME_FORMS_HELP
+from k2lib.query.timeparse import parse_time
 from k2lib.resilience.levels import QueryPriority
 from k2lib.resilience.manager import DegradationManager
 from k2lib.resilience.shedder import LoadShedder
@@ -50,18 +62,64 @@ from k2lib.resilience.shedder import LoadShedder
 __all__ = ["create_app"]
 
 UNAVAILABLE_RETRY_S = 5
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "Bad parameter (e.g. an unreadable time)"},
-    409: {"model": ErrorBody, "description": "The broker is behind the Iceberg snapshot"},
-    503: {"model": ErrorBody, "description": "Shed under degradation, or a dependency down"},
+MAX_NAME_BYTES = 16  # the wire format's fixed name width
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds (at least 1) before the request is worth retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
-Symbol = Annotated[str, Query(pattern=NAME_PATTERN, description="e.g. BTCUSDT")]
+UNAVAILABLE: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "Shed under degradation, or a dependency down",
+    "headers": RETRY_AFTER,
+}
+INVALID: dict[str, Any] = {"model": ErrorBody, "description": "A parameter outside its schema"}
+QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "start is not before end"},
+    409: {"model": ErrorBody, "description": "The broker is behind the Iceberg snapshot"},
+    422: INVALID,
+    503: UNAVAILABLE,
+}
+NAME_HELP = f"1-{MAX_NAME_BYTES} printable ASCII characters (no space)"
+Symbol = Annotated[
+    str,
+    Query(
+        pattern=NAME_PATTERN,
+        min_length=1,
+        max_length=MAX_NAME_BYTES,
+        description=f"{NAME_HELP}, e.g. BTCUSDT",
+        examples=["BTCUSDT"],
+    ),
+]
 Exchange = Annotated[
     str | None,
-    Query(pattern=NAME_PATTERN, description="e.g. binance; reads one partition when given"),
+    Query(
+        pattern=NAME_PATTERN,
+        min_length=1,
+        max_length=MAX_NAME_BYTES,
+        description=f"{NAME_HELP}, e.g. binance; reads one partition when given",
+        examples=["binance"],
+    ),
 ]
-Time = Query(description=TIME_FORMS_HELP)
-Limit = Annotated[int | None, Query(ge=1, le=MAX_LIMIT, description="keep the newest N")]
+TIME_PARAMS = ("start", "end")
+
+
+def _time(which: str, examples: tuple[str, ...]) -> Any:
+    return Query(
+        pattern=TIME_PATTERN,
+        min_length=1,
+        max_length=MAX_TIME_LENGTH,
+        description=f"{which}. {TIME_HELP}",
+        examples=list(examples),
+    )
+
+
+Limit = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_LIMIT, description=f"keep the newest N rows (1-{MAX_LIMIT:,})"),
+]
 
 
 class _Metrics:
@@ -168,12 +226,14 @@ def create_app(
             metrics.requests.labels(endpoint, served, str(status)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
 
-    @app.get("/v1/trades", response_model=TradesBody, responses=ERRORS)
+    @app.get("/v1/trades", response_model=TradesBody, responses=QUERY_ERRORS)
     def trades(
         symbol: Symbol,
         exchange: Exchange = None,
-        start: Annotated[str, Time] = "now-15m",
-        end: Annotated[str, Time] = "now",
+        start: Annotated[str, _time("Inclusive start of the window", START_EXAMPLES)] = "now-15m",
+        end: Annotated[
+            str, _time("Exclusive end of the window; after start", END_EXAMPLES)
+        ] = "now",
         source: Source = Source.hybrid,
         limit: Limit = None,
         priority: Priority = Priority.normal,
@@ -184,11 +244,17 @@ def create_app(
             "/v1/trades", symbol, exchange, start, end, source, limit, priority, allow_partial
         )
 
-    @app.get("/v1/trades/recent", response_model=TradesBody, responses=ERRORS)
+    @app.get(
+        "/v1/trades/recent",
+        response_model=TradesBody,
+        responses={k: v for k, v in QUERY_ERRORS.items() if k != 400},
+    )
     def recent(
         symbol: Symbol,
         exchange: Exchange = None,
-        window_minutes: Annotated[int, Query(ge=1, le=10_080)] = 15,
+        window_minutes: Annotated[
+            int, Query(ge=1, le=10_080, description="minutes back from now (1-10,080: a week)")
+        ] = 15,
         source: Source = Source.hybrid,
         limit: Limit = None,
         priority: Priority = Priority.normal,
@@ -207,17 +273,9 @@ def create_app(
             allow_partial,
         )
 
-    @app.get(
-        "/v1/gaps",
-        response_model=GapsBody,
-        responses={501: {"model": ErrorBody}, 503: {"model": ErrorBody}},
-    )
+    @app.get("/v1/gaps", response_model=GapsBody, responses={503: UNAVAILABLE})
     def gaps() -> Response:
         """Open sequence gaps, as the sequence tracker keeps them in Redis."""
-        try:
-            from k2lib.ingestion.sequence.gaps import list_gaps
-        except ImportError:
-            return _error(501, "not_implemented", "the sequence tracker is not installed")
         try:
             rows = list_gaps(redis_client(settings, socket_timeout=2.0), settings.sequence_prefix)
         except Exception as exc:
@@ -226,7 +284,17 @@ def create_app(
             )
         return JSONResponse({"gaps": rows, "count": len(rows)})
 
-    @app.get("/v1/health", response_model=HealthBody, responses={503: {"model": HealthBody}})
+    @app.get(
+        "/v1/health",
+        response_model=HealthBody,
+        responses={
+            503: {
+                "model": HealthBody,
+                "description": "A dependency is down",
+                "headers": RETRY_AFTER,
+            }
+        },
+    )
     def health() -> Response:
         """Each dependency's health; 503 when any is down."""
         checks = health_checks(settings, engine)
@@ -236,7 +304,11 @@ def create_app(
             "checks": checks,
             "degradation": levels.current().level.name,
         }
-        return JSONResponse(body, status_code=200 if ok else 503)
+        if ok:
+            return JSONResponse(body)
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_S)}
+        )
 
     @app.get("/v1/degradation", response_model=DegradationBody)
     def degradation() -> Response:
@@ -248,6 +320,22 @@ def create_app(
         """Prometheus text exposition of this process's registry."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse(
+            {"error": "invalid_parameter", "detail": _explain(exc), "retry_after_s": None},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse(
+            {"error": kind, "detail": str(exc.detail), "retry_after_s": None},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
     paths = [r.path for r in app.routes if isinstance(r, APIRoute)]
     app.add_middleware(ResponseCounter, counter=response_counter(registry, paths))
     registry.register(
@@ -258,6 +346,30 @@ def create_app(
     )
     app.state.engine = engine
     return app
+
+
+def _explain(exc: RequestValidationError) -> str:
+    """One sentence per bad parameter, naming it. A time gets the parser's own reason when
+    it has one (`no UTC offset`), not the grammar's regular expression."""
+    reasons = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        name = str(loc[-1]) if loc else "request"
+        value = err.get("input")
+        if err.get("type") == "string_pattern_mismatch" and name in TIME_PARAMS:
+            reason = f"{value!r} is not a time the API reads; {TIME_HELP}"
+            try:
+                parse_time(str(value))
+            except K2Error as why:
+                reason = f"{why}"
+        elif err.get("type") == "string_pattern_mismatch":
+            reason = f"{value!r} is not {NAME_HELP}"
+        else:
+            reason = str(err.get("msg", "invalid"))
+            if isinstance(value, str) and len(value) <= 80:
+                reason = f"{reason}, got {value!r}"
+        reasons.append(f"{name}: {reason}")
+    return "; ".join(reasons) or "invalid request"
 
 
 def _error(status: int, kind: str, detail: str, retry_after_s: int | None = None) -> Response:

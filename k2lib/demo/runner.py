@@ -5,7 +5,9 @@ all" would. The executed copies and one HTML page per notebook go under `out/`, 
 `index.html` that links them and records how long each took. Plotly figures travel in the
 notebooks as JSON (`application/vnd.plotly.v1+json`, rendered natively by JupyterLab); the
 report gives each one an HTML rendering against one local copy of plotly.js, so it opens
-offline. The kernels' stderr goes to `out/kernels.log`.
+offline. Widgets appear as static snapshots of the state they had when the cell ran
+(`widget_snapshot`), and the index marks each run with an inline SVG icon, not an emoji a
+headless browser may lack the font for. The kernels' stderr goes to `out/kernels.log`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
 from k2lib.config import DEFAULT_HOME
+from k2lib.demo.widget_snapshot import add_widget_snapshots
 
 __all__ = [
     "BUDGET_S",
@@ -34,7 +37,9 @@ __all__ = [
     "DemoReport",
     "NotebookRun",
     "default_notebooks",
+    "export_html",
     "find_notebooks",
+    "index_html",
     "run_demo",
 ]
 
@@ -104,14 +109,18 @@ def find_notebooks(directory: Path, names: Sequence[str] | None = None) -> list[
     return found
 
 
+def _plotly_html(figure: Any) -> str:
+    fig = pio.from_json(_json_text(figure), skip_invalid=True)
+    return str(pio.to_html(fig, include_plotlyjs=False, full_html=False))
+
+
 def _add_plotly_html(nb: nbformat.NotebookNode) -> None:
     """Give every plotly output an HTML rendering (for the report only)."""
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if PLOTLY_MIME in data and "text/html" not in data:
-                fig = pio.from_json(_json_text(data[PLOTLY_MIME]), skip_invalid=True)
-                data["text/html"] = pio.to_html(fig, include_plotlyjs=False, full_html=False)
+                data["text/html"] = _plotly_html(data[PLOTLY_MIME])
 
 
 def _json_text(value: Any) -> str:
@@ -120,9 +129,10 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _export_html(nb: nbformat.NotebookNode, title: str) -> str:
+def export_html(nb: nbformat.NotebookNode, title: str) -> str:
     report_nb = nbformat.from_dict(nb)
     _add_plotly_html(report_nb)
+    add_widget_snapshots(report_nb, _plotly_html)
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(report_nb, resources={"metadata": {"name": title}})
     # plotly.js first: loaded after the page's require.js it would register as an AMD module
@@ -157,9 +167,23 @@ def _execute(path: Path, cwd: Path, log: IO[str]) -> tuple[nbformat.NotebookNode
     return nb, ""
 
 
-def _index_html(report: DemoReport) -> str:
+# Status icons as inline SVG: an emoji (U+2705, U+274C) draws as an empty box wherever no
+# emoji font is installed, as in a headless Chromium on a server.
+OK_ICON = (
+    "<svg class='k2-status k2-ok' role='img' aria-label='ok' width='18' height='18' "
+    "viewBox='0 0 18 18'><circle cx='9' cy='9' r='9' fill='#2e9e44'/><path "
+    "d='M4.5 9.5l3 3 6-7' stroke='#fff' stroke-width='2.2' fill='none'/></svg>"
+)
+FAIL_ICON = (
+    "<svg class='k2-status k2-fail' role='img' aria-label='failed' width='18' height='18' "
+    "viewBox='0 0 18 18'><circle cx='9' cy='9' r='9' fill='#d03a2f'/><path "
+    "d='M5.5 5.5l7 7m0-7l-7 7' stroke='#fff' stroke-width='2.2'/></svg>"
+)
+
+
+def index_html(report: DemoReport) -> str:
     rows = "\n".join(
-        f"<tr><td>{'✅' if r.ok else '❌'}</td><td><a href='{html.escape(r.html)}'>"
+        f"<tr><td>{OK_ICON if r.ok else FAIL_ICON}</td><td><a href='{html.escape(r.html)}'>"
         f"{html.escape(r.name)}</a></td><td>{r.seconds:.1f} s</td>"
         f"<td>{html.escape(r.error)}</td></tr>"
         for r in report.runs
@@ -204,12 +228,12 @@ def run_demo(
         if write_back and run.ok:
             nbformat.write(nb, path)
         run.html = f"{path.stem}.html"
-        (out / run.html).write_text(_export_html(nb, path.stem), encoding="utf-8")
+        (out / run.html).write_text(export_html(nb, path.stem), encoding="utf-8")
         report.runs.append(run)
         progress(
             f"{'ok' if run.ok else 'FAILED'} {path.name} in {run.seconds:.1f}s"
             + (f": {error}" if error else "")
         )
     report.seconds = time.monotonic() - started
-    report.index.write_text(_index_html(report), encoding="utf-8")
+    report.index.write_text(index_html(report), encoding="utf-8")
     return report
