@@ -13,6 +13,7 @@ from k2lib.config import K2Settings
 from k2lib.errors import K2Error
 from k2lib.stack.catalog import load_k2_catalog
 from k2lib.stack.process import ServiceProcess
+from k2lib.stack.prometheus import PrometheusConfig, PrometheusService, prometheus_binary
 from k2lib.stack.services import (
     broker_problem,
     broker_process,
@@ -61,8 +62,14 @@ class LocalStack:
             procs["redis"] = redis_process(self.settings)
         return procs
 
-    def up(self) -> dict[str, str]:
-        """Start what is not running; create topics and the table. Returns what happened."""
+    def prometheus(self) -> PrometheusService:
+        return PrometheusService(PrometheusConfig.from_settings(self.settings))
+
+    def up(self, *, monitoring: bool = False) -> dict[str, str]:
+        """Start what is not running; create topics and the table; with `monitoring`, also
+        Prometheus (k2lib.stack.prometheus). Returns what happened."""
+        if monitoring:
+            prometheus_binary()  # missing: say so before starting anything
         self.settings.home.mkdir(parents=True, exist_ok=True)
         outcome: dict[str, str] = {}
         for name, proc in self._processes().items():
@@ -71,6 +78,8 @@ class LocalStack:
         self.ensure_topics()
         ensure_table(load_k2_catalog(self.settings), self.settings.table)
         outcome["catalog"] = "ready"
+        if monitoring:
+            outcome["prometheus"] = self.prometheus().start()
         return outcome
 
     def ensure_topics(self) -> None:
@@ -89,10 +98,8 @@ class LocalStack:
 
     def down(self) -> dict[str, str]:
         """Stop what `up` started; external services are never touched."""
-        return {
-            name: ("stopped" if proc.stop() else "not running")
-            for name, proc in self._processes().items()
-        }
+        procs = {**self._processes(), "prometheus": self.prometheus().process()}
+        return {name: ("stopped" if proc.stop() else "not running") for name, proc in procs.items()}
 
     def status(self) -> dict[str, ServiceStatus | dict[str, Any]]:
         procs = self._processes()
@@ -120,6 +127,17 @@ class LocalStack:
             ),
         }
         result["catalog"] = self._catalog_status()
+        prometheus = self.prometheus()
+        if prometheus.requested():  # shown once `k2 up --monitoring` started it
+            problem = prometheus.problem()
+            result["prometheus"] = ServiceStatus(
+                "prometheus",
+                not problem,
+                prometheus.config.url,
+                managed=True,
+                pid=prometheus.pid(),
+                detail=problem,
+            )
         return result
 
     def _catalog_status(self) -> ServiceStatus:
