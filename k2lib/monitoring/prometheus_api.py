@@ -72,19 +72,32 @@ class PrometheusClient:
             return [{"metric": {}, "value": data["result"]}]
         return list(data["result"])
 
-    def alert(self, name: str) -> AlertState:
-        """The state of alert rule `name` in the rules Prometheus has loaded."""
-        for group in self._get("/api/v1/rules", type="alert")["groups"]:
-            for rule in group["rules"]:
+    def alert(
+        self, name: str, *, group: str | None = None, group_not: str | None = None
+    ) -> AlertState:
+        """The state of alert rule `name` in the rules Prometheus has loaded (in rule
+        group `group`, or in any group but `group_not`: one name may be in two groups)."""
+        for g in self._get("/api/v1/rules", type="alert")["groups"]:
+            if (group is not None and g["name"] != group) or g["name"] == group_not:
+                continue
+            for rule in g["rules"]:
                 if rule["name"] == name:
                     return _state(rule)
         raise ServiceError(f"prometheus at {self.url} has no alert rule named {name!r}")
 
-    def wait_for_alert(self, name: str, states: tuple[str, ...], timeout_s: float) -> AlertState:
+    def wait_for_alert(
+        self,
+        name: str,
+        states: tuple[str, ...],
+        timeout_s: float,
+        *,
+        group: str | None = None,
+        group_not: str | None = None,
+    ) -> AlertState:
         """Poll until alert `name` is in one of `states`; the last state seen at the timeout."""
         deadline = self.clock() + timeout_s
         while True:
-            seen = self.alert(name)
+            seen = self.alert(name, group=group, group_not=group_not)
             if seen.state in states or self.clock() >= deadline:
                 return seen
             self.sleep(0.5)

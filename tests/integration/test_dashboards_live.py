@@ -159,8 +159,6 @@ def test_k2_up_monitoring_starts_prometheus_status_shows_it_and_down_stops_it(
         "K2_REDIS_PORT": str(free_port()),
         "K2_PROMETHEUS_PORT": str(port),
     }
-    if "K2_KAFKA_BOOTSTRAP" in os.environ:
-        env["K2_KAFKA_BOOTSTRAP"] = os.environ["K2_KAFKA_BOOTSTRAP"]
     try:
         assert "prometheus" not in run_k2("up", env=env).stdout  # only with --monitoring
         status = json.loads(run_k2("status", "--format", "json", env=env).stdout)
