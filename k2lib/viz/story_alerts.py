@@ -96,14 +96,14 @@ class AlertWatch:
     def firing_line(self, timeout_s: float = FIRE_TIMEOUT_S) -> str:
         """Wait (bounded) for the demo-speed copy to fire; both rules' states."""
         self.client.wait_for_alert(self.alert, ("firing",), timeout_s, group=DEMO_GROUP)
-        return self._line()
+        return "during the chaos: " + self._line()
 
     def resolved_line(self, timeout_s: float = RESOLVE_TIMEOUT_S) -> str:
         """Wait (bounded) for both rules to be inactive, then stop watching."""
         try:
             self.client.wait_for_alert(self.alert, ("inactive",), timeout_s, group=DEMO_GROUP)
             self.client.wait_for_alert(self.alert, ("inactive",), timeout_s, group_not=DEMO_GROUP)
-            return self._line()
+            return "after it: " + self._line()
         finally:
             self.close()
 
