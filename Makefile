@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 K2_HOME ?= $(CURDIR)/.k2
 export K2_HOME
 
-.PHONY: demo test test-unit test-integration test-notebooks test-browser lint bench up down \
+.PHONY: demo test test-unit test-integration test-notebooks test-browser test-brokers lint bench up down \
         system-deps clean help
 
 help:  ## list targets
@@ -50,6 +50,29 @@ test-unit: $(BIN)/.installed  ## unit tests only (no services)
 test-integration: $(BIN)/.installed  ## integration tests against the live stack
 	$(BIN)/k2 up
 	$(BIN)/pytest tests/integration
+
+# The integration suite against a second Kafka-protocol broker, noida-db (PyPI; one binary),
+# as an external broker (K2_KAFKA_BOOTSTRAP): on a free loopback port, its data in a temporary
+# folder removed afterwards. The binary itself is run (the `noida-db` script's child would
+# outlive a signal to the script). Redis and the catalog are the local stack's. Not part of `make test`:
+# it runs the whole integration suite a second time (see docs/operations/brokers.md).
+NOIDA_DB_VERSION ?= 0.2.3
+# A part of the suite: make test-brokers BROKER_TESTS=tests/integration/test_api.py
+BROKER_TESTS ?= tests/integration
+
+test-brokers: $(BIN)/.installed  ## the integration suite against noida-db as an external broker
+	$(BIN)/pip install --quiet 'noida-db==$(NOIDA_DB_VERSION)'
+	@set -e; dir=$$(mktemp -d); \
+	port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	noida=$$($(BIN)/python -c 'from importlib.resources import files; print(files("noida_db") / "noida-db")'); \
+	"$$noida" start --data-dir "$$dir" --only kafka --kafka-port "$$port" >"$$dir/noida.log" 2>&1 & pid=$$!; \
+	trap 'rc=$$?; kill -INT $$pid 2>/dev/null; wait $$pid 2>/dev/null || true; rm -rf "$$dir"; exit $$rc' EXIT; \
+	$(BIN)/python -c 'import sys, time; from k2lib.stack.process import port_open; \
+	  up = any(port_open("127.0.0.1", int(sys.argv[1])) or time.sleep(0.2) for _ in range(150)); \
+	  sys.exit(0 if up else "noida-db did not listen within 30 s")' "$$port" \
+	  || { cat "$$dir/noida.log"; exit 1; }; \
+	echo "noida-db $(NOIDA_DB_VERSION) on 127.0.0.1:$$port"; \
+	K2_KAFKA_BOOTSTRAP=127.0.0.1:$$port $(BIN)/pytest $(BROKER_TESTS) -p no:cacheprovider
 
 test-notebooks: $(BIN)/.installed  ## the notebooks under nbval, against the live stack
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

@@ -218,9 +218,12 @@ def topic_id(settings: K2Settings, topic: str, timeout: float = 10.0) -> str | N
     try:
         admin = AdminClient(settings.kafka_config())  # must outlive the future
         futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
-        return str(futures[topic].result().topic_id)
+        uid = futures[topic].result().topic_id
     except Exception:  # a broker without topic ids: offsets alone decide
         return None
+    if uid is None or (uid.get_most_significant_bits() | uid.get_least_significant_bits()) == 0:
+        return None  # the zero UUID is Kafka's "no id" (noida-db answers it for every topic)
+    return str(uid)
 
 
 def topic_partitions(settings: K2Settings, topic: str, timeout: float = 10.0) -> int:

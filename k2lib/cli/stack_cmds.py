@@ -23,12 +23,19 @@ __all__ = ["down_command", "status_command", "up_command"]
     "Redis and the SQLite catalog (--single). Recorded under K2_HOME; default: the recorded "
     "profile (K2_PROFILE overrides), else single.",
 )
-def up_command(cluster: bool | None) -> None:
+@click.option(
+    "--monitoring",
+    is_flag=True,
+    help="Also start Prometheus (Debian's package `prometheus`) on 127.0.0.1:"
+    "$K2_PROMETHEUS_PORT (default 19090) with K2's alert rules, scraping ingest and the API.",
+)
+def up_command(cluster: bool | None, monitoring: bool) -> None:
     """Start the local stack on 127.0.0.1: Tansu broker, Redis, Iceberg catalog.
 
     Idempotent: services already running are left alone. A port taken by another
     process is an error naming the port. Services pointed elsewhere with
     K2_KAFKA_BOOTSTRAP / K2_REDIS_URL / K2_REDIS_CLUSTER_NODES are not started.
+    `k2 down` stops Prometheus too.
     """
     settings = K2Settings.from_env()
     if cluster is not None:
@@ -39,7 +46,7 @@ def up_command(cluster: bool | None) -> None:
         settings = K2Settings.from_env({**os.environ, "K2_PROFILE": wanted})
     stack = LocalStack(settings)
     click.echo("starting the local stack...", err=True)
-    for name, what in stack.up().items():
+    for name, what in stack.up(monitoring=monitoring).items():
         click.echo(f"{name:8s} {what}")
     _print_status(stack, "table")
 

@@ -29,6 +29,7 @@ from k2lib.stack.cluster import (
 )
 from k2lib.stack.postgres import postgres_problem, postgres_process
 from k2lib.stack.process import ServiceProcess, recorded_process
+from k2lib.stack.prometheus import PrometheusConfig, PrometheusService, prometheus_binary
 from k2lib.stack.services import broker_process, redis_binary, redis_process
 from k2lib.storage.table import ensure_table
 
@@ -85,12 +86,18 @@ class LocalStack:
             procs["redis"] = redis_process(self.settings)
         return procs
 
-    def up(self) -> dict[str, str]:
-        """Start what is not running; create topics and the table. Returns what happened.
+    def prometheus(self) -> PrometheusService:
+        return PrometheusService(PrometheusConfig.from_settings(self.settings))
+
+    def up(self, *, monitoring: bool = False) -> dict[str, str]:
+        """Start what is not running; create topics and the table; with `monitoring`, also
+        Prometheus (k2lib.stack.prometheus). Returns what happened.
 
         The profile is recorded under K2_HOME/run, so later commands on this home
         (K2Settings.from_env) use the same Redis and catalog.
         """
+        if monitoring:
+            prometheus_binary()  # missing: say so before starting anything
         self.settings.home.mkdir(parents=True, exist_ok=True)
         outcome: dict[str, str] = {}
         for name, proc in self._processes().items():
@@ -104,6 +111,8 @@ class LocalStack:
         self.ensure_topics()
         ensure_table(load_k2_catalog(self.settings), self.settings.table)
         outcome["catalog"] = "ready"
+        if monitoring:
+            outcome["prometheus"] = self.prometheus().start()
         return outcome
 
     def ensure_topics(self) -> None:
@@ -135,12 +144,15 @@ class LocalStack:
         postgres = recorded_process(s.state_dir, "postgres")
         if postgres is not None or self.local_postgres:
             found["postgres"] = postgres
+        prometheus = recorded_process(s.state_dir, "prometheus")
+        if prometheus is not None:
+            found["prometheus"] = prometheus
         return found
 
     def down(self) -> dict[str, str]:
-        """Stop what `up` started, on both profiles; external services are never touched.
-
-        The recorded profile and all data stay: the next `k2 up` brings the same stack back.
+        """Stop what `up` started, on both profiles, and Prometheus; external services are
+        never touched. The recorded profile and all data stay: the next `k2 up` brings the
+        same stack back.
         """
         return {
             name: ("stopped" if proc is not None and proc.stop() else "not running")
@@ -180,6 +192,17 @@ class LocalStack:
         if self.local_postgres:
             result["postgres"] = self._postgres_status()
         result["catalog"] = self._catalog_status()
+        prometheus = self.prometheus()
+        if prometheus.requested():  # shown once `k2 up --monitoring` started it
+            problem = prometheus.problem()
+            result["prometheus"] = ServiceStatus(
+                "prometheus",
+                not problem,
+                prometheus.config.url,
+                managed=True,
+                pid=prometheus.pid(),
+                detail=problem,
+            )
         return result
 
     def _cluster_status(self) -> dict[str, Any]:

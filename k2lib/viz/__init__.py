@@ -26,6 +26,7 @@ from k2lib.viz.charts_query import hybrid_figure
 from k2lib.viz.diagrams import LATENCY_TIERS, architecture_figure, tiers_figure
 from k2lib.viz.story import *  # noqa: F403 (the story's calls, listed in story.__all__)
 from k2lib.viz.story import __all__ as _story_all
+from k2lib.viz.story_alerts import AlertWatch
 from k2lib.viz.widgets import (
     ChaosControl,
     CostControl,
@@ -38,6 +39,7 @@ from k2lib.viz.widgets import (
 
 __all__ = [
     "LATENCY_TIERS",
+    "AlertWatch",
     "ChaosControl",
     "CostControl",
     "LevelControl",

@@ -85,9 +85,14 @@ class DemoContext:
     log: LogBuffer = field(repr=False)
 
     def line(self) -> str:
-        """Stable across runs: which services are up, not their pids."""
+        """Stable across runs: which services of the data path are up, not their pids
+        (Prometheus is in `stack_status`, notebook 00's `k2 status`)."""
         status = LocalStack(self.settings).status()
-        parts = [f"{name} {'ok' if _healthy(s) else 'DOWN'}" for name, s in status.items()]
+        parts = [
+            f"{name} {'ok' if _healthy(s) else 'DOWN'}"
+            for name, s in status.items()
+            if name != "prometheus"
+        ]
         return "local stack: " + ", ".join(parts)
 
     def captures_line(self) -> str:
@@ -132,7 +137,7 @@ def demo_context() -> DemoContext:
     settings = K2Settings.from_env(notebook_env())
     settings = settings.with_(kafka_extra={"log_level": KAFKA_LOG_LEVEL, **settings.kafka_extra})
     buffer = _install_log_buffer()
-    started = LocalStack(settings).up()
+    started = LocalStack(settings).up(monitoring=True)  # notebooks 00 and 03 read Prometheus
     return DemoContext(settings=settings, started=started, captures=find_captures(), log=buffer)
 
 

@@ -44,8 +44,13 @@ def read_all(consumer: TradeConsumer, n: int) -> tuple[list[bytes | None], np.nd
 
 
 def test_a_topic_recreated_mid_run_is_found_and_read_from_its_start(
-    k2_env: dict[str, str],
+    k2_env: dict[str, str], k2_settings: K2Settings
 ) -> None:
+    if topic_id(k2_settings, k2_settings.topic) is None:
+        pytest.skip(
+            "the broker has no topic ids (noida-db answers the zero UUID): a recreated "
+            "topic cannot be told from the old one"
+        )
     child = subprocess.run(
         [sys.executable, __file__],
         env={**os.environ, **k2_env},

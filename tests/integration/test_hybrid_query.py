@@ -332,6 +332,11 @@ def test_a_recreated_topic_is_answered_in_full(k2_settings: K2Settings) -> None:
     produce(settings, settings.topic, first)
     table = ensure_table(load_k2_catalog(settings), settings.table)
     old_id = topic_id(settings, settings.topic)
+    if old_id is None:
+        pytest.skip(
+            "the broker has no topic ids (noida-db answers the zero UUID): a recreated "
+            "topic cannot be told from the old one"
+        )
     assert old_id is not None
     seam = ingest_prefix(settings, table, 0.5, topic_id=old_id)
     window = (t0, now_us() + MIN)

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from k2lib.config import K2Settings
 from tests.helpers import run_k2
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        K2Settings.from_env().kafka_external,
+        reason="K2_KAFKA_BOOTSTRAP names an external broker: these tests need K2 to own "
+        "(start, stop, find the port of) its broker",
+    ),
+]
 
 
 def free_port() -> int:
