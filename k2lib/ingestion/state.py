@@ -33,6 +33,7 @@ import redis as redis_py
 from pyiceberg.table import Table
 
 from k2lib.errors import ServiceError
+from k2lib.ingestion import scripts
 from k2lib.storage.changes import current_sequence_number, rows_added_since
 from k2lib.wire.schema import TradeBatch
 
@@ -72,12 +73,25 @@ class Ledger(Protocol):
 
 
 class StateLedger:
-    """The `{prefix}state` hash and the rebuild lock, for the state under `prefixes`."""
+    """The ledger hash and the rebuild lock, for the state under `prefixes`.
 
-    def __init__(self, client: redis_py.Redis, *, prefix: str, prefixes: Collection[str]) -> None:
-        self._client = client
-        self.key = f"{prefix}state"
-        self._lock = f"{prefix}state-rebuild"
+    Keys under `scripts.tagged(prefix)`: `state` (the hash) and `state-rebuild` (the lock),
+    one slot on a Redis Cluster. The hash was `{prefix}state` before the state's keys were
+    hash-tagged: a Redis holding only that old layout has no epoch here, so the first
+    `ensure()` rebuilds the new layout from the table, and `wipe()` drops the old keys."""
+
+    def __init__(
+        self,
+        client: redis_py.Redis | redis_py.RedisCluster,
+        *,
+        prefix: str,
+        prefixes: Collection[str],
+    ) -> None:
+        self._client: Any = client
+        base = scripts.tagged(prefix)
+        self.key = f"{base}state"
+        self._lock = f"{base}state-rebuild"
+        self._legacy = f"{prefix}state"
         self._prefixes = tuple(prefixes)
         self._advance = client.register_script(_ADVANCE)
 
@@ -107,14 +121,15 @@ class StateLedger:
             self._client.delete(self._lock)
 
     def wipe(self) -> int:
-        """Delete every key of the state (not the lock): the start of a rebuild."""
-        doomed = [self.key]
+        """Delete every key of the state (not the lock): the start of a rebuild.
+
+        On a Redis Cluster the prefixes are scanned on every primary (keys of an older
+        layout may sit in any slot) and the deletes are split per slot."""
+        doomed: list[bytes | str] = [self.key, self._legacy]
         for prefix in self._prefixes:
-            doomed.extend(self._client.scan_iter(match=f"{prefix}*", count=1_000))
+            doomed.extend(scripts.scan_prefix(self._client, prefix))
         doomed = [k for k in doomed if _text(k) != self._lock]
-        for i in range(0, len(doomed), 1_000):
-            self._client.delete(*doomed[i : i + 1_000])
-        return len(doomed)
+        return scripts.delete_keys(self._client, doomed)
 
     def open_epoch(self, partitions: Collection[int], sequence_number: int) -> str:
         epoch = uuid.uuid4().hex

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from k2lib.ingestion.dedup import (
     RedisDedupStore,
 )
 from k2lib.ingestion.dedup.memory_store import MemoryDedupStore
+from k2lib.ingestion.scripts import tagged
 from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
@@ -34,6 +36,12 @@ TINY = DedupConfig(window_s=60.0, capacity=10, error_rate=0.5)
 
 def fresh_prefix() -> str:
     return f"test:dedup:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def client(redis_connect: Callable[[], Any]) -> Any:
+    """Every test here runs on the single Redis and on the test cluster."""
+    return redis_connect()
 
 
 @pytest.fixture
@@ -90,13 +98,13 @@ def dedup(
 
 
 def test_a_restart_warms_from_redis_and_stays_exact(
-    client: redis.Redis, prefix: str, redis_url: str
+    client: redis.Redis, prefix: str, redis_connect: Callable[[], Any]
 ) -> None:
     batch, truth = stream(1, 6_000)
     first, rest = batch.take(np.arange(3_000)), batch.take(np.arange(3_000, 6_000))
     before = dedup(client, prefix)
     keep = [k for part in cut(first, 1_000) for k in before.filter(part).keep.tolist()]
-    restarted = dedup(redis.Redis.from_url(redis_url), prefix)  # a new process, a cold Bloom
+    restarted = dedup(redis_connect(), prefix)  # a new process, a cold Bloom
     assert restarted.warm() == sum(truth[:3_000])
     results = [restarted.filter(part) for part in cut(rest, 1_000)]
     keep += [k for r in results for k in r.keep.tolist()]
@@ -110,7 +118,7 @@ def test_the_window_rotates_in_redis_and_in_the_bloom_filter(
     clock = ManualClock(START)
     d = dedup(client, prefix, clock=clock)
     d.filter(trades([1, 2, 3]))
-    ttls = [client.ttl(k) for k in client.scan_iter(match=f"{prefix}g*")]
+    ttls = [client.ttl(k) for k in client.scan_iter(match=f"{tagged(prefix)}g*")]
     assert ttls and all(0 < t <= CONFIG.ttl_s for t in ttls)
     clock.advance(CONFIG.window_s)
     assert d.filter(trades([3, 4])).keep.tolist() == [False, True]
@@ -136,7 +144,7 @@ def test_two_deduplicators_share_redis(client: redis.Redis, prefix: str) -> None
 
 
 def test_concurrent_threads_keep_each_key_exactly_once(
-    client: redis.Redis, prefix: str, redis_url: str
+    client: redis.Redis, prefix: str, redis_connect: Callable[[], Any]
 ) -> None:
     batch, _ = stream(4, 4_000, dup=0.0)
     batch = TradeBatch.from_columns(  # no Kafka provenance: every thread is a fresh sender
@@ -151,7 +159,7 @@ def test_concurrent_threads_keep_each_key_exactly_once(
     kept = [0] * 4
 
     def consume(i: int) -> None:
-        d = dedup(redis.Redis.from_url(redis_url), prefix)
+        d = dedup(redis_connect(), prefix)
         for part in cut(batch, 250):
             kept[i] += d.filter(part).kept
 
@@ -230,7 +238,7 @@ def trades(seqs: list[int]) -> TradeBatch:
 
 
 def test_two_phase_records_only_after_the_commit_and_stays_exact(
-    client: redis.Redis, prefix: str, redis_url: str
+    client: redis.Redis, prefix: str, redis_connect: Callable[[], Any]
 ) -> None:
     batch, truth = stream(7, 4_000)
     parts = cut(batch, 500)
@@ -238,9 +246,9 @@ def test_two_phase_records_only_after_the_commit_and_stays_exact(
     crashed = CommitAlignedDeduplicator(store, config=TINY, wall_clock=ManualClock(START))
     for part in parts[:3]:
         crashed.check(part)  # the process dies before its first commit: Redis has nothing
-    assert client.exists(f"{prefix}g{crashed.bloom.window()}") == 0
+    assert client.exists(store.window_key(crashed.bloom.window())) == 0
     d = CommitAlignedDeduplicator(
-        RedisDedupStore(redis.Redis.from_url(redis_url), prefix=prefix),
+        RedisDedupStore(redis_connect(), prefix=prefix),
         config=TINY,
         wall_clock=ManualClock(START),
     )

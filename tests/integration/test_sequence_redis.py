@@ -7,7 +7,8 @@ import itertools
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,12 @@ CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000, replay_detectio
 
 def fresh_prefix() -> str:
     return f"test:seq:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def client(redis_connect: Callable[[], Any]) -> Any:
+    """Every test here runs on the single Redis and on the test cluster."""
+    return redis_connect()
 
 
 @pytest.fixture
@@ -90,10 +97,12 @@ def test_two_consumers_share_state_through_redis(client: redis.Redis, prefix: st
     assert consumers[0].open_gaps() == consumers[1].open_gaps() == truth.open_gaps
 
 
-def test_a_restart_keeps_the_state(client: redis.Redis, prefix: str, redis_url: str) -> None:
+def test_a_restart_keeps_the_state(
+    client: redis.Redis, prefix: str, redis_connect: Callable[[], Any]
+) -> None:
     first = RedisSequenceTracker(client, prefix=prefix, config=CONFIG)
     first.classify_batch(trades([1, 2, 5]))
-    again = RedisSequenceTracker(redis.Redis.from_url(redis_url), prefix=prefix, config=CONFIG)
+    again = RedisSequenceTracker(redis_connect(), prefix=prefix, config=CONFIG)
     result = again.classify_batch(trades([2, 3, 6]))
     assert [SeqLabel(x) for x in result.labels.tolist()] == [
         SeqLabel.DUPLICATE,
@@ -130,7 +139,7 @@ def test_backfilled_records_are_new_while_replays_are_recognised(
 
 
 def test_batches_are_atomic_under_concurrent_threads(
-    client: redis.Redis, prefix: str, redis_url: str
+    client: redis.Redis, prefix: str, redis_connect: Callable[[], Any]
 ) -> None:
     keys, seqs, threads = 5, 1_500, 4
     # Every thread delivers the whole stream: each seq's first arrival is new, the rest are
@@ -148,7 +157,7 @@ def test_batches_are_atomic_under_concurrent_threads(
     results: list[list[int]] = [[] for _ in range(threads)]
 
     def consume(i: int) -> None:
-        tracker = RedisSequenceTracker(redis.Redis.from_url(redis_url), prefix=prefix)
+        tracker = RedisSequenceTracker(redis_connect(), prefix=prefix)
         for part in parts:
             results[i].extend(tracker.classify_batch(part).labels.tolist())
 

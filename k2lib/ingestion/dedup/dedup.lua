@@ -1,18 +1,20 @@
 -- One deduplication batch, atomically (the steps are described in store.py).
 --
--- Each window is one hash, `{prefix}g{window}`: field <u8 name hash, <u8 bucket; value the
+-- Each window is one hash, `{T}g{window}`: field <u8 name hash, <u8 bucket; value the
 -- bitmap (one bit per seq, MSB first, 512 bytes at most). A batch reads the fields it touches
 -- with one HMGET and writes them back with one HSET, whatever the number of symbols.
+-- Every key shares the tagged prefix T's hash tag: one Redis Cluster slot.
 --
 -- KEYS[1]  hash: packed Kafka partition -> the offsets already deduplicated, as ranges
--- ARGV[1]  key prefix               ARGV[2] live windows, "w\n" each, newest first
--- ARGV[3]  TTL seconds              ARGV[4] bitmap fields, 16 bytes each
--- ARGV[5]  spans, <i4 field index, <i4 first byte, <i4 byte count> each, sorted by field
--- ARGV[6]  the spans' mask bytes, concatenated
--- ARGV[7]  probes, <i4 field index, <i4 bit offset, <i8 partition, <i8 offset> each
--- ARGV[8]  duplicates decided by the client, <i8 partition, <i8 offset> each
--- ARGV[9]  runs of consecutive Kafka offsets, <i8 partition, first, last offset> each
--- ARGV[10] mode: 'filter' (all steps), 'probe' (step 3 only, no write) or 'record' (spans
+-- KEYS[2..] the live windows' hashes, newest (the one written) first
+-- ARGV[1]  tagged key prefix T (the `dropped` sets, T .. 'dropped:' .. partition)
+-- ARGV[2]  TTL seconds              ARGV[3] bitmap fields, 16 bytes each
+-- ARGV[4]  spans, <i4 field index, <i4 first byte, <i4 byte count> each, sorted by field
+-- ARGV[5]  the spans' mask bytes, concatenated
+-- ARGV[6]  probes, <i4 field index, <i4 bit offset, <i8 partition, <i8 offset> each
+-- ARGV[7]  duplicates decided by the client, <i8 partition, <i8 offset> each
+-- ARGV[8]  runs of consecutive Kafka offsets, <i8 partition, first, last offset> each
+-- ARGV[9]  mode: 'filter' (all steps), 'probe' (step 3 only, no write) or 'record' (spans
 --          only, written even where bits are set already: the reply counts those keys)
 --
 -- Replies {0, found (one byte per probe), keys already set (record)}, {1, <i8 partition, first, last offset seen before
@@ -24,15 +26,15 @@ local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
 local FIELD = 16 -- <u8 name hash, <u8 bucket
 local prefix = ARGV[1]
 local windows = {}
-for w in string.gmatch(ARGV[2], '[^\n]+') do windows[#windows + 1] = prefix .. 'g' .. w end
+for k = 2, #KEYS do windows[#windows + 1] = KEYS[k] end
 local current = windows[1]
-local ttl = tonumber(ARGV[3])
-local fields, packed = {}, ARGV[4]
+local ttl = tonumber(ARGV[2])
+local fields, packed = {}, ARGV[3]
 for i = 0, #packed / FIELD - 1 do
   fields[i + 1] = string.sub(packed, i * FIELD + 1, i * FIELD + FIELD)
 end
-local spans, masks, probes, decided, parts = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local mode = ARGV[10]
+local spans, masks, probes, decided, parts = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local mode = ARGV[9]
 
 local function dropped_key(partition)
   return prefix .. 'dropped:' .. string.format('%d', partition)

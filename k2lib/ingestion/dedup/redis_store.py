@@ -1,43 +1,54 @@
 """The Redis dedup tier: one EVALSHA of `dedup.lua` per batch.
 
-Keys under `prefix` (default `k2:dedup:`; one prefix per topic, since offsets are kept
-per partition number):
+Keys under `T = scripts.tagged(prefix)` (prefix default `k2:dedup:`; one prefix per topic,
+since offsets are kept per partition number), e.g. `k2:dedup:{9f86d081}`:
 
-- `{prefix}g{window}`: the window's keys, a hash of bitmaps (field: name hash and bucket as
+- `{T}g{window}`: the window's keys, a hash of bitmaps (field: name hash and bucket as
   16 little-endian bytes; one bit per seq), with a TTL of `generations * window_s` refreshed
   on write: it outlives the window's place in the horizon;
-- `{prefix}offsets`: Kafka partition -> the offsets deduplicated, as ranges (replays);
-- `{prefix}dropped:{partition}`: offsets judged duplicates, so a replay decides the same way.
+- `{T}offsets`: Kafka partition -> the offsets deduplicated, as ranges (replays);
+- `{T}dropped:{partition}`: offsets judged duplicates, so a replay decides the same way.
 
-The window keys are named inside the script, so this needs one Redis, not a cluster.
+The offsets hash and the live windows are declared in KEYS; the `dropped` sets are named in
+the script from the partitions it meets. All of them carry the prefix's hash tag, so on a
+Redis Cluster a batch is one EVALSHA on one slot (docs/decisions/013-redis-cluster-keys.md),
+routed, and redirected when slots move, by redis-py's `RedisCluster`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import redis as redis_py
 
-from k2lib.errors import ConfigError, ServiceError
+from k2lib.errors import ServiceError
+from k2lib.ingestion import scripts
 from k2lib.ingestion.dedup.store import DedupStore, StorePlan, StoreVerdict, Verdict
-from k2lib.ingestion.scripts import load_script
 
 __all__ = ["DEFAULT_PREFIX", "RedisDedupStore"]
 
 DEFAULT_PREFIX = "k2:dedup:"
-SCAN_COUNT = 1_000
+SCAN_COUNT = scripts.SCAN_COUNT
 
 
 class RedisDedupStore(DedupStore):
-    def __init__(self, client: redis_py.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ConfigError("the dedup store needs a Redis client with decode_responses=False")
-        self._client = client
+    def __init__(
+        self, client: redis_py.Redis | redis_py.RedisCluster, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
+        """`client`: a `redis.Redis` or a `redis.cluster.RedisCluster`, decode_responses off."""
+        scripts.check_client(client, "dedup store")
+        self._client: Any = client
         self.prefix = prefix
-        source = load_script("k2lib.ingestion.dedup", "dedup.lua")
+        source = scripts.load_script("k2lib.ingestion.dedup", "dedup.lua")
         self._script = client.register_script(source)
-        self._offsets_key = f"{prefix}offsets"
+        self._base = scripts.tagged(prefix)
+        self._offsets_key = f"{self._base}offsets"
+
+    def window_key(self, window: int) -> str:
+        """The hash holding one window's bitmaps."""
+        return f"{self._base}g{window}"
 
     def apply(self, plan: StorePlan) -> StoreVerdict:
         spans = plan.spans.astype("<i4").tobytes()
@@ -45,8 +56,7 @@ class RedisDedupStore(DedupStore):
         probes["at"] = plan.probes[:, :2]
         probes["origin"] = plan.probes[:, 2:]
         args: list[bytes | str | int] = [
-            self.prefix,
-            "".join(f"{w}\n" for w in plan.windows),
+            self._base,
             plan.ttl_s,
             plan.fields.astype("<u8").tobytes(),
             spans,
@@ -57,7 +67,8 @@ class RedisDedupStore(DedupStore):
             plan.mode.value,
         ]
         try:
-            reply = self._script(keys=[self._offsets_key], args=args)
+            keys = [self._offsets_key, *(self.window_key(w) for w in plan.windows)]
+            reply = self._script(keys=keys, args=args)
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis dedup tier: {exc}") from exc
         kind = Verdict(int(reply[0]))
@@ -85,13 +96,13 @@ class RedisDedupStore(DedupStore):
 
     def forget_offsets(self) -> None:
         try:
-            stale = list(self._client.scan_iter(match=f"{self.prefix}dropped:*", count=SCAN_COUNT))
-            self._client.delete(self._offsets_key, *stale)
+            stale = scripts.scan_prefix(self._client, f"{self._base}dropped:")
+            scripts.delete_keys(self._client, [self._offsets_key.encode(), *stale])
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis dedup tier: {exc}") from exc
 
     def scan(self, window: int) -> Iterator[tuple[bytes, bytes]]:
         try:
-            yield from self._client.hscan_iter(f"{self.prefix}g{window}", count=SCAN_COUNT)
+            yield from self._client.hscan_iter(self.window_key(window), count=SCAN_COUNT)
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis dedup tier: {exc}") from exc

@@ -6,9 +6,10 @@
 -- ARGV[2]   runs per key, <i4 each, in ARGV[6] order
 -- ARGV[3]   config, <i8 x4: reset_jump, reset_quiet_us, session_length_us, session_offset_us
 -- ARGV[4]   runs of consecutive Kafka offsets, <i8 x3 each: partition, first, last offset
--- ARGV[5]   prefix of the state keys; ARGV[6] the batch's keys, "exchange:symbol\n" each. Their
---           state strings, ARGV[5] .. name, hold <i8 first, last, last_ts, then gap pairs.
---           (Names travel in one string: per-key arguments cost more to send than the work.)
+-- ARGV[5]   prefix of the state keys; ARGV[6] the batch's keys, "len:exchange:symbol\n" each
+--           (scripts.name_field). Their state strings, ARGV[5] .. name, hold <i8 first, last,
+--           last_ts, then gap pairs. (Names travel in one string: per-key arguments cost more
+--           to send than the work.) Every key here shares KEYS[1]'s hash tag: one cluster slot.
 --
 -- Returns {1, <i8 partition, first, last offset ...} when some offsets were classified before
 -- (replays: nothing is written), else {0, segments (<i4 length, i1 label ...), new gaps

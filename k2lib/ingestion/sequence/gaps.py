@@ -1,7 +1,8 @@
 """Open gaps as kept in Redis by `RedisSequenceTracker`: what `k2 gaps` lists.
 
-Reads only the keys in the `{prefix}open-gaps` index, so a listing costs one SMEMBERS and one
-MGET however many symbols are tracked. Exchange names must not contain ':'.
+Reads only the keys in the `open-gaps` index, so a listing costs one SMEMBERS and one MGET
+however many symbols are tracked. The index and the state keys share the prefix's hash tag
+(`scripts.tagged`), so on a Redis Cluster both calls go to the one node holding that slot.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from k2lib.errors import ConfigError
+from k2lib.ingestion import scripts
 
-__all__ = ["DEFAULT_PREFIX", "list_gaps", "parse_state"]
+__all__ = ["DEFAULT_PREFIX", "STATE_FIELD", "list_gaps", "parse_state"]
 
 DEFAULT_PREFIX = "k2:seq:"
+STATE_FIELD = "k:"
+"""What follows the tagged prefix in a state key's name, before `scripts.name_field`."""
 
 
 def parse_state(raw: bytes) -> tuple[int, int, int, list[tuple[int, int]]]:
@@ -26,17 +29,20 @@ def parse_state(raw: bytes) -> tuple[int, int, int, list[tuple[int, int]]]:
 
 
 def list_gaps(client: Any, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
-    """`[{exchange, symbol, first, last}, ...]` sorted, one row per open gap."""
-    if client.connection_pool.connection_kwargs.get("decode_responses"):
-        raise ConfigError("the sequence tracker needs a Redis client with decode_responses=False")
-    names = sorted(client.smembers(f"{prefix}open-gaps"))
+    """`[{exchange, symbol, first, last}, ...]` sorted, one row per open gap.
+
+    `client`: a `redis.Redis` or a `redis.cluster.RedisCluster`, decode_responses off."""
+    scripts.check_client(client, "sequence tracker")
+    base = scripts.tagged(prefix)
+    names = sorted(client.smembers(f"{base}open-gaps"))
     if not names:
         return []
     rows: list[dict[str, Any]] = []
+    skip = len(base) + len(STATE_FIELD)
     for name, raw in zip(names, client.mget(names), strict=True):
         if raw is None:
             continue
-        exchange, _, symbol = name.decode()[len(prefix) + len("key:") :].partition(":")
+        exchange, symbol = scripts.parse_name(name.decode()[skip:])
         for lo, hi in parse_state(raw)[3]:
             rows.append({"exchange": exchange, "symbol": symbol, "first": lo, "last": hi})
     rows.sort(key=lambda r: (r["exchange"], r["symbol"], r["first"]))

@@ -5,30 +5,35 @@ one atomic step, so consumers sharing a Redis never race (there is no read-then-
 client). If Redis fails the call raises `ServiceError` and nothing local has changed: the
 caller (through the Redis circuit breaker) may retry the same batch.
 
-Keys, under `prefix` (default `k2:seq:`):
+Keys, under `T = scripts.tagged(prefix)` (prefix default `k2:seq:`), e.g. `k2:seq:{1a2b3c4d}`:
 
-- `{prefix}key:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts, gap pairs;
-- `{prefix}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`);
-- `{prefix}offsets`: Kafka partition -> the offsets classified, as ranges (replay detection).
+- `{T}k:{len(exchange)}:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts, gap
+  pairs (the length prefix keeps names holding ':' apart, see `scripts.name_field`);
+- `{T}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`);
+- `{T}offsets`: Kafka partition -> the offsets classified, as ranges (replay detection).
 
-One prefix per topic: processed offsets are kept per partition number. The state keys are named
-inside the script rather than declared (sending hundreds of key arguments costs more than the
-classification), so the tracker needs one Redis, not a cluster.
+One prefix per topic: processed offsets are kept per partition number. Every key carries the
+prefix's hash tag, so on a Redis Cluster they all live in one slot and a batch is still one
+atomic EVALSHA (redis-py's `RedisCluster` routes it by KEYS[1] and follows redirections). The
+state keys are named inside the script rather than declared: they share KEYS[1]'s slot, and
+sending hundreds of key arguments costs more than the classification. Why one slot per
+prefix and not one per symbol: docs/decisions/013-redis-cluster-keys.md.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 import redis as redis_py
 from prometheus_client import CollectorRegistry
 
-from k2lib.errors import ConfigError, ServiceError
+from k2lib.errors import ServiceError
 from k2lib.ingestion import scripts
 from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
 from k2lib.ingestion.sequence._runs import Replay, RunOutcome, RunPlan
-from k2lib.ingestion.sequence.gaps import DEFAULT_PREFIX, list_gaps
+from k2lib.ingestion.sequence.gaps import DEFAULT_PREFIX, STATE_FIELD, list_gaps
 
 __all__ = ["DEFAULT_PREFIX", "RedisSequenceTracker", "load_script"]
 
@@ -46,21 +51,22 @@ class RedisSequenceTracker(SequenceTracker):
 
     def __init__(
         self,
-        client: redis_py.Redis,
+        client: redis_py.Redis | redis_py.RedisCluster,
         *,
         prefix: str = DEFAULT_PREFIX,
         config: SequenceConfig | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ConfigError("the tracker needs a Redis client with decode_responses=False")
+        """`client`: a `redis.Redis` or a `redis.cluster.RedisCluster`, decode_responses off."""
+        scripts.check_client(client, "sequence tracker")
         super().__init__(config=config, registry=registry)
-        self._client = client
+        self._client: Any = client
         self.prefix = prefix
         self._script = client.register_script(load_script("classify.lua"))
-        self._index_key = f"{prefix}open-gaps"
-        self._offsets_key = f"{prefix}offsets"
-        self._key_prefix = f"{prefix}key:"
+        base = scripts.tagged(prefix)
+        self._index_key = f"{base}open-gaps"
+        self._offsets_key = f"{base}offsets"
+        self._key_prefix = f"{base}{STATE_FIELD}"
         self._key_names: dict[tuple[str, str], bytes] = {}
         cfg = self.config
         self._config_arg = struct.pack(
@@ -79,7 +85,7 @@ class RedisSequenceTracker(SequenceTracker):
             if name is None:
                 if len(cache) > MAX_CACHED_NAMES:
                     cache.clear()
-                name = cache[key] = f"{key[0]}:{key[1]}\n".encode()
+                name = cache[key] = f"{scripts.name_field(*key)}\n".encode()
             out.append(name)
         return b"".join(out)
 
