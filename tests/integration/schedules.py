@@ -24,9 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from k2lib.config import K2Settings
+from k2lib.connect import redis_client
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
 
@@ -162,12 +161,12 @@ class Run:
 
 def wipe_redis_state(settings: K2Settings) -> int:
     """Delete every Redis key of this feed and table, as a FLUSHALL would (scoped, so that
-    other tests sharing the stack keep theirs)."""
-    client = redis.Redis.from_url(settings.redis_url)
+    other tests sharing the stack keep theirs). On a cluster, on every primary."""
+    client = redis_client(settings)
     try:
         keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1_000))
-        if keys:
-            client.delete(*keys)
+        for key in keys:  # one at a time: the keys of two prefixes sit in two slots
+            client.delete(key)
         return len(keys)
     finally:
         client.close()
