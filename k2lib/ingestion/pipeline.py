@@ -43,7 +43,7 @@ from k2lib.ingestion.dlq import DeadLetterQueue, DeadLetterSink
 from k2lib.ingestion.metrics import IngestMetrics
 from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
-from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots
+from k2lib.storage.maintenance import MaintenanceConfig, run_maintenance
 from k2lib.storage.table import SnapshotOffsets
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
@@ -414,9 +414,12 @@ class IngestPipeline:
         self.metrics.table_rows.set(self.counts.written)
         self.resume = result.offsets
         self.committed_offsets = job.offsets
-        every = self.config.maintenance.every_commits
-        if every and self.counts.commits % every == 0 and not self.stages.skip_optional_work():
-            expire_snapshots(self.table, self.config.maintenance.keep_snapshots)
+        run_maintenance(
+            self.table,
+            self.config.maintenance,
+            commits=self.counts.commits,
+            skip_optional_work=self.stages.skip_optional_work(),
+        )
         return True
 
     # -- a run --------------------------------------------------------------------------
