@@ -19,7 +19,7 @@ NAMES = ("ingest", "sequence", "dedup", "query", "notebooks", "all")
 RESULTS = Path("bench/results.json")
 
 
-def run_one(name: str, settings: K2Settings) -> dict[str, Any]:
+def run_one(name: str, settings: K2Settings, *, compaction: bool = False) -> dict[str, Any]:
     if name == "ingest":
         from k2lib.bench import ingest
 
@@ -35,7 +35,7 @@ def run_one(name: str, settings: K2Settings) -> dict[str, Any]:
     if name == "query":
         from k2lib.bench import query
 
-        return query.run(settings)
+        return query.run(settings, compaction=compaction)
     if name == "notebooks":
         from k2lib.bench import notebooks
 
@@ -64,7 +64,12 @@ def machine() -> dict[str, Any]:
     is_flag=True,
     help="Also write bench/results.json and regenerate docs/performance.md.",
 )
-def command(name: str, fmt: str, write: bool) -> None:
+@click.option(
+    "--compaction",
+    is_flag=True,
+    help="query: also time a table of 2,000 micro-batch commits before and after compaction.",
+)
+def command(name: str, fmt: str, write: bool, compaction: bool) -> None:
     """Measure K2 against the raw client or library doing the same work, in one run.
 
     Prints one JSON object per benchmark:
@@ -80,7 +85,7 @@ def command(name: str, fmt: str, write: bool) -> None:
     results = []
     for n in names:
         click.echo(f"bench {n} ...", err=True)
-        result = run_one(n, settings)
+        result = run_one(n, settings, compaction=compaction)
         results.append(result)
         if fmt == "json":
             click.echo(json.dumps(result))

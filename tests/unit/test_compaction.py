@@ -25,7 +25,7 @@ from k2lib.storage.compaction import (
     k2_properties,
     small_files,
 )
-from k2lib.storage.maintenance import MaintenanceConfig, run_maintenance
+from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots, run_maintenance
 from k2lib.storage.table import ensure_table, latest_offsets, stored_keys
 from k2lib.storage.writer import IcebergWriter
 from k2lib.wire.schema import TradeBatch
@@ -310,3 +310,25 @@ def test_bad_settings_are_refused() -> None:
         CompactionConfig(min_files=1)
     with pytest.raises(ValueError, match="target_bytes"):
         CompactionConfig(target_bytes=0)
+
+
+def test_offsets_survive_expiry_after_many_compaction_snapshots(tmp_path: Path) -> None:
+    """One compaction snapshot per day: more of them in a row than expiry keeps must not
+    cut the table off from its recorded position."""
+    table = open_table(tmp_path)
+    writer = IcebergWriter(table, TOPIC, partitions=[0])
+    feed = Feed()
+    for day in range(12):
+        micro_commits(writer, feed, 2, day=day)
+    before = latest_offsets(table)
+    result = compact(table, CompactionConfig(min_files=2))
+    assert len(result.days) == 12
+    expire_snapshots(table, keep=10)
+    after = latest_offsets(table)
+    assert (after.offsets, after.versions, after.commit_number) == (
+        before.offsets,
+        before.versions,
+        before.commit_number,
+    )
+    writer.commit(feed.batch(), {0: feed.offset})  # not fenced, numbered on
+    assert latest_offsets(table).commit_number == before.commit_number + 1
