@@ -26,7 +26,7 @@ from k2lib.storage.compaction import (
     small_files,
 )
 from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots, run_maintenance
-from k2lib.storage.table import ensure_table, latest_offsets, stored_keys
+from k2lib.storage.table import ensure_table, latest_offsets, offsets_of, stored_keys
 from k2lib.storage.writer import IcebergWriter
 from k2lib.wire.schema import TradeBatch
 
@@ -113,7 +113,19 @@ def test_compaction_keeps_rows_keys_and_offsets_and_drops_the_file_count(tmp_pat
         before.versions,
     )
     assert (after.commit_number, after.commit_id) == (before.commit_number, before.commit_id)
-    assert table.current_snapshot().summary.operation.value == "overwrite"
+    # One transaction, two snapshots: the overwrite (deleting exactly the files read) and
+    # an empty append whose manifest list leaves out the manifest of deleted entries.
+    current = table.current_snapshot()
+    rewrite = table.snapshot_by_id(current.parent_snapshot_id)
+    assert rewrite.summary.operation.value == "overwrite"
+    assert rewrite.summary["deleted-data-files"] == "12"
+    assert rewrite.summary["added-data-files"] == "1"
+    assert rewrite.parent_snapshot_id == before.snapshot_id
+    assert current.summary.operation.value == "append"
+    assert "added-data-files" not in current.summary.additional_properties
+    assert current.summary["total-data-files"] == "1"
+    assert latest_offsets(table).offsets == offsets_of(rewrite).offsets
+    assert [m.deleted_files_count for m in current.manifests(table.io)] == [0]
 
 
 def test_the_rewritten_file_is_sorted_by_the_table_sort_order(tmp_path: Path) -> None:
