@@ -4,6 +4,10 @@ Every endpoint can point outside this machine: `K2_KAFKA_BOOTSTRAP`, `K2_REDIS_U
 and a pyiceberg catalog named `K2_CATALOG_NAME` (default `k2`, configured the usual
 pyiceberg way: `~/.pyiceberg.yaml` or `PYICEBERG_CATALOG__K2__...`). Where none is
 set, the local stack under `K2_HOME` is used.
+
+The stack has two profiles (docs/decisions/012-cluster-profile.md): `single` (one Redis,
+the SQLite catalog) and `cluster` (a Redis Cluster, the catalog on PostgreSQL). The profile
+is `K2_PROFILE` when set, else the one `k2 up --cluster` recorded in `K2_HOME/run/profile`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from k2lib.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BROKER_PORT",
+    "DEFAULT_POSTGRES_PORT",
+    "DEFAULT_REDIS_CLUSTER_PORTS",
     "DEFAULT_REDIS_PORT",
+    "PROFILES",
     "K2Settings",
+    "profile_path",
 ]
 
 DEFAULT_HOME = ".k2"
@@ -30,6 +38,12 @@ DEFAULT_API_PORT = 8042
 DEFAULT_TOPIC = "market.trades"
 DEFAULT_TABLE = "market.trades"
 DEFAULT_PARTITIONS = 4
+DEFAULT_REDIS_CLUSTER_PORTS = (17000, 17001, 17002)
+DEFAULT_POSTGRES_PORT = 15432
+PROFILES = ("single", "cluster")
+# Redis Cluster's bus listens on port + 10000 (fixed before Redis 7); 3 masters at least.
+CLUSTER_BUS_OFFSET = 10000
+MIN_CLUSTER_NODES = 3
 SECRET_KEYS = ("sasl.password", "password")
 
 
@@ -52,6 +66,14 @@ class K2Settings:
     partitions: int = DEFAULT_PARTITIONS
     metrics_port: int = DEFAULT_METRICS_PORT
     api_port: int = DEFAULT_API_PORT
+    profile: str = "single"
+    # Cluster profile: the Redis Cluster's seed nodes (started by `k2 up` unless external),
+    # and the PostgreSQL that holds the catalog (binaries from postgres_bin_dir when set).
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = tuple(
+        ("127.0.0.1", p) for p in DEFAULT_REDIS_CLUSTER_PORTS
+    )
+    postgres_port: int = DEFAULT_POSTGRES_PORT
+    postgres_bin_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> K2Settings:
@@ -68,13 +90,21 @@ class K2Settings:
             }
         broker_port = _int(env, "K2_BROKER_PORT", DEFAULT_BROKER_PORT)
         redis_port = _int(env, "K2_REDIS_PORT", DEFAULT_REDIS_PORT)
+        profile = env.get("K2_PROFILE") or recorded_profile(home) or "single"
+        if "K2_REDIS_CLUSTER_NODES" in env:
+            cluster_nodes = _nodes(env["K2_REDIS_CLUSTER_NODES"])
+        else:
+            ports = _ports(env, "K2_REDIS_CLUSTER_PORTS", DEFAULT_REDIS_CLUSTER_PORTS)
+            cluster_nodes = tuple(("127.0.0.1", p) for p in ports)
+        on_cluster = profile == "cluster"
+        bin_dir = env.get("K2_POSTGRES_BIN_DIR")
         settings = cls(
             home=home,
             kafka_bootstrap=env.get("K2_KAFKA_BOOTSTRAP", f"127.0.0.1:{broker_port}"),
             kafka_external="K2_KAFKA_BOOTSTRAP" in env,
             kafka_extra=extra,
             redis_url=env.get("K2_REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
-            redis_external="K2_REDIS_URL" in env,
+            redis_external=("K2_REDIS_CLUSTER_NODES" if on_cluster else "K2_REDIS_URL") in env,
             redis_password=env.get("K2_REDIS_PASSWORD") or None,
             catalog_name=env.get("K2_CATALOG_NAME", "k2"),
             catalog_external=_has_catalog_config(env.get("K2_CATALOG_NAME", "k2"), env),
@@ -84,7 +114,16 @@ class K2Settings:
             partitions=_int(env, "K2_PARTITIONS", DEFAULT_PARTITIONS),
             metrics_port=_int(env, "K2_METRICS_PORT", DEFAULT_METRICS_PORT),
             api_port=_int(env, "K2_API_PORT", DEFAULT_API_PORT),
+            profile=profile,
+            redis_cluster_nodes=cluster_nodes,
+            postgres_port=_int(env, "K2_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
+            postgres_bin_dir=Path(bin_dir).expanduser() if bin_dir else None,
         )
+        if on_cluster and "K2_REDIS_URL" in env:
+            raise ConfigError(
+                "K2_REDIS_URL names a single Redis, but the profile is 'cluster': "
+                "use K2_REDIS_CLUSTER_NODES for an external Redis Cluster"
+            )
         settings.validate()
         return settings
 
@@ -99,6 +138,29 @@ class K2Settings:
             raise ConfigError(f"table must be 'namespace.name', got {self.table!r}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"K2_REDIS_URL must be a redis:// URL, got {self.redis_url!r}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"K2_PROFILE must be one of {PROFILES}, got {self.profile!r}")
+        if self.profile == "cluster":
+            self._validate_cluster()
+
+    def _validate_cluster(self) -> None:
+        nodes = self.redis_cluster_nodes
+        if len(set(nodes)) != len(nodes) or len(nodes) < (
+            1 if self.redis_external else MIN_CLUSTER_NODES
+        ):
+            raise ConfigError(
+                f"the Redis Cluster needs {MIN_CLUSTER_NODES} distinct ports "
+                f"(K2_REDIS_CLUSTER_PORTS), got {[p for _, p in nodes]}"
+            )
+        for _, port in nodes:
+            if not self.redis_external and not 0 < port < 65536 - CLUSTER_BUS_OFFSET:
+                raise ConfigError(
+                    f"Redis Cluster port {port} leaves no room for its bus port "
+                    f"(port + {CLUSTER_BUS_OFFSET}): choose ports below "
+                    f"{65536 - CLUSTER_BUS_OFFSET}"
+                )
+        if not 0 < self.postgres_port < 65536:
+            raise ConfigError(f"K2_POSTGRES_PORT must be a TCP port, got {self.postgres_port}")
 
     # -- derived paths and client configs -------------------------------------------------
 
@@ -135,15 +197,21 @@ class K2Settings:
         conf.update(overrides)
         return conf
 
+    @property
+    def postgres_uri(self) -> str:
+        """The cluster profile's catalog database (loopback only, see ADR 012 on trust)."""
+        return f"postgresql+psycopg2://k2@127.0.0.1:{self.postgres_port}/k2"
+
     def catalog_properties(self) -> dict[str, str]:
         """pyiceberg properties for the local SqlCatalog; empty when configured externally."""
         if self.catalog_external:
             return {}
-        return {
-            "type": "sql",
-            "uri": f"sqlite:///{self.warehouse / 'catalog.db'}",
-            "warehouse": f"file://{self.warehouse}",
-        }
+        uri = (
+            self.postgres_uri
+            if self.profile == "cluster"
+            else f"sqlite:///{self.warehouse / 'catalog.db'}"
+        )
+        return {"type": "sql", "uri": uri, "warehouse": f"file://{self.warehouse}"}
 
     def redacted(self) -> dict[str, Any]:
         """A printable view with every secret masked (for logs, status and summaries)."""
@@ -152,6 +220,7 @@ class K2Settings:
             "home": str(self.home),
             "kafka_bootstrap": self.kafka_bootstrap,
             "kafka_extra": extra,
+            "profile": self.profile,
             "redis_url": redact_url(self.redis_url),
             "catalog": self.catalog_name,
             "topic": self.topic,
@@ -177,6 +246,38 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def profile_path(home: Path) -> Path:
+    """Where `k2 up --cluster` records the profile of this K2_HOME."""
+    return home / "run" / "profile"
+
+
+def recorded_profile(home: Path) -> str | None:
+    try:
+        return profile_path(home).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _ports(env: Mapping[str, str], key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    try:
+        return tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be comma-separated ports, got {raw!r}") from exc
+
+
+def _nodes(raw: str) -> tuple[tuple[str, int], ...]:
+    nodes = []
+    for item in raw.replace(" ", "").split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"K2_REDIS_CLUSTER_NODES must be host:port,..., got {raw!r}")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
 
 
 def _has_catalog_config(name: str, env: Mapping[str, str]) -> bool:

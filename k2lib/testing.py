@@ -71,6 +71,9 @@ class ListSource:
     def rewind(self, change: object) -> None:
         raise AssertionError("a list topic is never recreated")
 
+    def subscribe(self, listener: object) -> None:
+        raise AssertionError("a list topic has no consumer group")
+
 
 class ListDeadLetters:
     def __init__(self) -> None:

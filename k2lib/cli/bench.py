@@ -19,11 +19,13 @@ NAMES = ("ingest", "sequence", "dedup", "query", "notebooks", "all")
 RESULTS = Path("bench/results.json")
 
 
-def run_one(name: str, settings: K2Settings, *, compaction: bool = False) -> dict[str, Any]:
+def run_one(
+    name: str, settings: K2Settings, *, messages: int | None = None, compaction: bool = False
+) -> dict[str, Any]:
     if name == "ingest":
         from k2lib.bench import ingest
 
-        return ingest.run(settings)
+        return ingest.run(settings, records=messages or ingest.DEFAULT_RECORDS)
     if name == "sequence":
         from k2lib.bench import sequence
 
@@ -60,6 +62,12 @@ def machine() -> dict[str, Any]:
     "--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True
 )
 @click.option(
+    "--messages",
+    type=click.IntRange(min=1_000),
+    default=None,
+    help="Backlog size for `ingest` (default 1,000,000 trades).",
+)
+@click.option(
     "--write",
     is_flag=True,
     help="Also write bench/results.json and regenerate docs/performance.md.",
@@ -69,14 +77,19 @@ def machine() -> dict[str, Any]:
     is_flag=True,
     help="query: also time a table of 2,000 micro-batch commits before and after compaction.",
 )
-def command(name: str, fmt: str, write: bool, compaction: bool) -> None:
+def command(name: str, fmt: str, messages: int | None, write: bool, compaction: bool) -> None:
     """Measure K2 against the raw client or library doing the same work, in one run.
 
     Prints one JSON object per benchmark:
     {"name", "value", "unit", "baseline", "baseline_label", "ratio", ...details}.
     `notebooks` runs the demo notebooks headless and compares their runtime with the
-    demo's budget (no raw client does that work).
+    demo's budget (no raw client does that work). `ingest` also reports the full-stages
+    catch-up of the backlog with degradation on against off (`catch_up_ratio`).
     """
+    if messages is not None and name not in ("ingest", "all"):
+        raise click.BadParameter("--messages applies to the ingest benchmark only")
+    if compaction and name not in ("query", "all"):
+        raise click.BadParameter("--compaction applies to the query benchmark only")
     from k2lib.stack import LocalStack
 
     settings = K2Settings.from_env()
@@ -85,7 +98,7 @@ def command(name: str, fmt: str, write: bool, compaction: bool) -> None:
     results = []
     for n in names:
         click.echo(f"bench {n} ...", err=True)
-        result = run_one(n, settings, compaction=compaction)
+        result = run_one(n, settings, messages=messages, compaction=compaction)
         results.append(result)
         if fmt == "json":
             click.echo(json.dumps(result))

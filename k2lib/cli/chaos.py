@@ -48,9 +48,9 @@ def command(burst: int, outage: float, only: tuple[str, ...], metrics_port: int)
     its own topic and table. Ends with the JSON summary of the ingest, plus
     exactly_once computed by reading the table back.
     """
+    from k2lib.demo.chaos import SCENARIOS, ChaosConfig, ChaosRun
     from k2lib.ingestion.runtime import serve_metrics
     from k2lib.monitoring import new_registry
-    from k2lib.resilience.chaos import SCENARIOS, ChaosConfig, ChaosRun
     from k2lib.stack import LocalStack
 
     settings = K2Settings.from_env()

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
 from k2lib.config import K2Settings
+from k2lib.errors import ConfigError
 from k2lib.stack import LocalStack, ServiceStatus
 
 __all__ = ["down_command", "status_command", "up_command"]
 
 
 @click.command("up")
-def up_command() -> None:
+@click.option(
+    "--cluster/--single",
+    "cluster",
+    default=None,
+    help="Profile: a 3-node Redis Cluster and a PostgreSQL catalog (--cluster), or one "
+    "Redis and the SQLite catalog (--single). Recorded under K2_HOME; default: the recorded "
+    "profile (K2_PROFILE overrides), else single.",
+)
+def up_command(cluster: bool | None) -> None:
     """Start the local stack on 127.0.0.1: Tansu broker, Redis, Iceberg catalog.
 
     Idempotent: services already running are left alone. A port taken by another
     process is an error naming the port. Services pointed elsewhere with
-    K2_KAFKA_BOOTSTRAP / K2_REDIS_URL are not started.
+    K2_KAFKA_BOOTSTRAP / K2_REDIS_URL / K2_REDIS_CLUSTER_NODES are not started.
     """
-    stack = LocalStack(K2Settings.from_env())
+    settings = K2Settings.from_env()
+    if cluster is not None:
+        wanted = "cluster" if cluster else "single"
+        pinned = os.environ.get("K2_PROFILE")
+        if pinned and pinned != wanted:
+            raise ConfigError(f"K2_PROFILE={pinned} contradicts `k2 up --{wanted}`")
+        settings = K2Settings.from_env({**os.environ, "K2_PROFILE": wanted})
+    stack = LocalStack(settings)
     click.echo("starting the local stack...", err=True)
     for name, what in stack.up().items():
         click.echo(f"{name:8s} {what}")
@@ -49,7 +66,10 @@ def status_command(fmt: str) -> None:
 
 @click.command("down")
 def down_command() -> None:
-    """Stop the services that `k2 up` started, and nothing else. State on disk is kept."""
+    """Stop the services that `k2 up` started (either profile), and nothing else.
+
+    State on disk, and the recorded profile, are kept.
+    """
     for name, what in LocalStack(K2Settings.from_env()).down().items():
         click.echo(f"{name:8s} {what}")
 

@@ -7,8 +7,9 @@ read. `open_source("synthetic" | path)` picks one by its name, as pyiceberg's
 
 from __future__ import annotations
 
-from k2lib.feeds.base import FeedSource, SourceReport, open_source
+from k2lib.feeds.base import FeedSource, SourceReport
 from k2lib.feeds.faults import FaultInjector, FaultSpec, FaultTruth
+from k2lib.feeds.sources import open_source
 
 __all__ = [
     "FaultInjector",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
-from k2lib.errors import SourceError, ValidationError
+from k2lib.errors import ValidationError
 from k2lib.wire.schema import TradeBatch
 
 __all__ = [
@@ -17,7 +16,6 @@ __all__ = [
     "SourceReport",
     "checked_int64",
     "checked_name",
-    "open_source",
     "shown",
 ]
 
@@ -78,35 +76,3 @@ class FeedSource(Protocol):
     report: SourceReport
 
     def batches(self, chunk: int = DEFAULT_CHUNK) -> Iterator[TradeBatch]: ...
-
-
-def open_source(
-    spec: str,
-    *,
-    limit: int | None = None,
-    exchange: str | None = None,
-    seed: int = 7,
-    symbols: int | None = None,
-) -> FeedSource:
-    """`synthetic`, a Binance capture (`.gz`) or a folder of them, or a `.csv`/`.parquet` file."""
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
-
-        config = SyntheticConfig(seed=seed, records=limit or SyntheticConfig().records)
-        if symbols:
-            config = SyntheticConfig(seed=seed, records=config.records, symbols=symbols)
-        return SyntheticFeed(config)
-    path = Path(spec)
-    if not path.exists():
-        raise SourceError(f"no such source: {spec!r} (give 'synthetic' or an existing path)")
-    if path.is_dir() or path.name.endswith((".gz", ".jsonl", ".txt")):
-        from k2lib.feeds.binance import BinanceCapture
-
-        return BinanceCapture(path, exchange=exchange, limit=limit)
-    if path.suffix.lower() in (".csv", ".parquet", ".pq"):
-        from k2lib.feeds.files import TradeFile
-
-        return TradeFile(path, limit=limit)
-    raise SourceError(
-        f"cannot tell what {spec!r} is: expected a .gz capture, a folder, .csv or .parquet"
-    )

@@ -20,12 +20,11 @@ Exactly once, by construction (ADR 011):
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -39,66 +38,27 @@ from k2lib.errors import (
     ServiceError,
     StorageError,
 )
-from k2lib.ingestion.dlq import DeadLetterQueue, DeadLetterSink
+from k2lib.ingestion.dlq import DeadLetterSink
 from k2lib.ingestion.metrics import IngestMetrics
+from k2lib.ingestion.run import run_until_done
+from k2lib.ingestion.seams import (
+    IngestConfig,
+    IngestCounts,
+    TableSink,
+    TradeSource,
+    default_group,
+)
 from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
-from k2lib.storage.maintenance import MaintenanceConfig, run_maintenance
+from k2lib.storage.maintenance import run_maintenance
 from k2lib.storage.table import SnapshotOffsets
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource"]
+__all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource", "default_group"]
 
 log = logging.getLogger("k2.ingest")
-
-
-@dataclass(frozen=True, kw_only=True)
-class IngestConfig:
-    poll_max: int = 20_000
-    poll_timeout_s: float = 0.5
-    commit_rows: int = 250_000
-    commit_interval_s: float = 2.0
-    group_id: str = "k2-ingest"
-    partitions: tuple[int, ...] | None = None
-    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
-    final_commit_attempts: int = 30
-
-
-class TradeSource(Protocol):
-    """The Kafka side: `TradeConsumer`, or a list-backed twin in unit tests."""
-
-    topic: str
-    partitions: list[int]
-    resets: list[int]
-
-    def assign(self, start: Mapping[int, int]) -> None: ...
-    def poll(self, max_messages: int, timeout_s: float) -> Any: ...
-    def lag(self) -> int: ...
-    def commit(self, offsets: Mapping[int, int]) -> None: ...
-    def close(self) -> None: ...
-    def topic_recreated(self) -> Any: ...
-    def rewind(self, change: Any) -> None: ...
-    @property
-    def topic_id(self) -> str | None: ...
-
-
-class TableSink(Protocol):
-    """The Iceberg side: `IcebergWriter`, whose commit is compare-and-set on the offsets."""
-
-    table: Any
-    topic_id: str | None
-    base: SnapshotOffsets
-    delay_s: Callable[[], float] | None
-
-    def rebase(self) -> SnapshotOffsets: ...
-    def commit(
-        self,
-        batch: TradeBatch,
-        offsets: Mapping[int, int],
-        extra_properties: Mapping[str, str] | None = None,
-    ) -> CommitResult: ...
 
 
 @dataclass
@@ -109,18 +69,6 @@ class _InFlight:
     ticket: CommitTicket
 
 
-@dataclass
-class _Counts:
-    consumed: int = 0
-    written: int = 0
-    dlq: int = 0
-    commits: int = 0
-    failed_commits: int = 0
-    rewinds: int = 0
-    dlq_reasons: dict[str, int] = field(default_factory=dict)
-    rewind_reasons: dict[str, int] = field(default_factory=dict)
-
-
 class IngestPipeline:
     def __init__(
         self,
@@ -129,7 +77,7 @@ class IngestPipeline:
         sink: TableSink,
         dlq: DeadLetterSink,
         stages: Stages | None = None,
-        config: IngestConfig = IngestConfig(),
+        config: IngestConfig | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -138,13 +86,13 @@ class IngestPipeline:
         self.writer = sink
         self.table = sink.table
         self.dlq = dlq
-        self.config = config
+        self.config = config = config or IngestConfig()
         self.clock = clock
         self.sleep = sleep
         self.registry = registry if registry is not None else new_registry()
         self.metrics = IngestMetrics.create(self.registry)
         self.stages = stages or Stages()
-        self.counts = _Counts()
+        self.counts = IngestCounts()
         self.buffer: list[TradeBatch] = []
         self.buffered_rows = 0
         self.next_offsets: dict[int, int] = {}
@@ -155,39 +103,35 @@ class IngestPipeline:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
         self._inflight: _InFlight | None = None
         self._rate_window: tuple[float, int] = (clock(), 0)
-        self.stages.start(self.table, self.consumer.partitions)
-        self._seek(self.resume, first=True)
+        self.joined = not config.group  # a group member waits for its first assignment
+        if config.group:  # partitions arrive with the group's assignment
+            self.writer.release(list(self.writer.partitions))
+            self.stages.start(self.table, [])
+            self.consumer.subscribe(self)
+        else:
+            self.stages.start(self.table, self.consumer.partitions)
+            self._seek(self.resume, first=True)
 
     @classmethod
     def from_settings(
         cls,
         settings: K2Settings,
         *,
-        config: IngestConfig = IngestConfig(),
+        config: IngestConfig | None = None,
         catalog: Catalog | None = None,
         registry: CollectorRegistry | None = None,
         stages: Stages | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> IngestPipeline:
-        """The real collaborators: Kafka consumer and DLQ producer, the Iceberg table."""
-        from k2lib.ingestion.consumer import TradeConsumer
-        from k2lib.stack.catalog import load_k2_catalog
-        from k2lib.storage.table import ensure_table
-        from k2lib.storage.writer import IcebergWriter
+        """With the real collaborators: Kafka consumer, DLQ producer, the Iceberg table."""
+        from k2lib.ingestion.assemble import build_collaborators
 
-        table = ensure_table(catalog or load_k2_catalog(settings), settings.table)
-        consumer = TradeConsumer(settings, group_id=config.group_id, partitions=config.partitions)
-        writer = IcebergWriter(
-            table,
-            settings.topic,
-            partitions=consumer.partitions,
-            topic_id=consumer.topic_id,
-            clock=clock,
-        )
+        config = config or IngestConfig()
+        source, sink, dlq = build_collaborators(settings, config, catalog=catalog, clock=clock)
         return cls(
-            source=consumer,
-            sink=writer,
-            dlq=DeadLetterQueue(settings),
+            source=source,
+            sink=sink,
+            dlq=dlq,
             stages=stages,
             config=config,
             registry=registry,
@@ -198,32 +142,59 @@ class IngestPipeline:
 
     def _seek(self, base: SnapshotOffsets, *, first: bool = False) -> None:
         """Point the consumer at what `base` records for our partitions."""
-        topic = self.consumer.topic
-        start = dict(base.offsets) if base.topic == topic else {}
-        current_id = self.writer.topic_id
-        if start and base.topic_id and current_id and current_id != base.topic_id:
-            # The broker lost the topic (a memory broker restarted) and it was created
-            # again: its offsets restart at 0. Read it all; dedup drops what the table has.
-            log.warning(
-                "topic %s was recreated on the broker (id %s, the table recorded %s): "
-                "reading it again from the beginning",
-                topic,
-                current_id,
-                base.topic_id,
-            )
-            if first:
-                self.consumer.resets.extend(sorted(start))
-            start = {}
-        if first and base.topic not in (None, topic):
-            log.warning(
-                "table offsets are for topic %s, not %s: starting from the beginning",
-                base.topic,
-                topic,
-            )
         owned = self.consumer.partitions
-        self.next_offsets = {p: o for p, o in start.items() if p in owned}
-        self.committed_offsets = dict(self.next_offsets)
+        start = self._start_offsets(base, owned)
+        if first and base.offsets and not start:
+            # Another topic, or this one recreated (a memory broker restarted: its offsets
+            # restart at 0). Read it all; the dedup drops what the table already has.
+            log.warning(
+                "the table's offsets are for topic %s (id %s), not %s (id %s): reading it "
+                "from the beginning",
+                base.topic,
+                base.topic_id,
+                self.consumer.topic,
+                self.writer.topic_id,
+            )
+            if base.topic == self.consumer.topic:
+                self.consumer.resets.extend(sorted(base.offsets))
+        self.next_offsets = dict(start)
+        self.committed_offsets = dict(start)
         self.consumer.assign(start)
+
+    # -- a group member's partitions come and go ----------------------------------------
+
+    def assigned(self, partitions: list[int]) -> Mapping[int, int]:
+        """New partitions: commit what is buffered, then start them from the table."""
+        self.joined = True
+        self.flush()
+        base = self.writer.adopt(partitions)
+        self.stages.adopt(partitions)
+        start = self._start_offsets(base, partitions)
+        self.next_offsets.update(start)
+        self.committed_offsets.update(start)
+        log.info("assigned partitions %s at %s", partitions, start)
+        return start
+
+    def revoked(self, partitions: list[int]) -> None:
+        """Partitions leaving: commit what is buffered first (the next owner starts from
+        the table; a commit that comes too late is fenced by it)."""
+        if not self.flush():
+            self.rewind("partitions revoked before their rows committed")
+        self.writer.release(partitions)
+        self.stages.release(partitions)
+        for p in partitions:
+            self.next_offsets.pop(p, None)
+            self.committed_offsets.pop(p, None)
+        log.info("revoked partitions %s", partitions)
+
+    def _start_offsets(self, base: SnapshotOffsets, partitions: list[int]) -> dict[int, int]:
+        topic = self.consumer.topic
+        if base.topic != topic:
+            return {}
+        current_id = self.writer.topic_id
+        if base.topic_id and current_id and current_id != base.topic_id:
+            return {}  # the topic was recreated: its offsets restart at 0
+        return {p: o for p, o in base.offsets.items() if p in partitions}
 
     def rewind(self, reason: str) -> None:
         """Drop everything not committed and start again from what the table records."""
@@ -235,8 +206,7 @@ class IngestPipeline:
         self.stages.resync()
         self.resume = base
         self._seek(base)
-        self.counts.rewinds += 1
-        self.counts.rewind_reasons[reason] = self.counts.rewind_reasons.get(reason, 0) + 1
+        self.counts.rewound(reason)
         self.metrics.rewinds.inc()
         log.warning("rewound to the table (%s): %d buffered rows dropped", reason, dropped)
 
@@ -244,7 +214,7 @@ class IngestPipeline:
 
     def step(self, max_messages: int | None = None) -> int:
         """Poll once and process it. Returns the number of messages polled."""
-        plan = self.stages.before_poll(self.consumer.lag())
+        plan = self.stages.before_poll(self.consumer.lag(), self.counts.consumed)
         for batch in plan.backfill:
             self.accept(batch)
         if not plan.consume:
@@ -272,10 +242,8 @@ class IngestPipeline:
             self.dlq.send(
                 decoded.rejects, poll.partitions[idx].tolist(), poll.offsets[idx].tolist()
             )
-            self.counts.dlq += len(idx)
+            self.counts.dead_lettered([r.reason for r in decoded.rejects])
             self.metrics.dlq.inc(len(idx))
-            for r in decoded.rejects:
-                self.counts.dlq_reasons[r.reason] = self.counts.dlq_reasons.get(r.reason, 0) + 1
         batch = decoded.batch.with_kafka(
             poll.partitions[decoded.index], poll.offsets[decoded.index]
         )
@@ -436,55 +404,8 @@ class IngestPipeline:
         An idle run ends only once everything consumed is committed and nothing waits to be
         backfilled; the summary's `remaining` says what is left, and why, otherwise."""
         started = self.clock()
-        previous = _install_stop(self)
-        try:
-            while True:
-                self._consume(max_messages, until_idle_s, progress)
-                rewinds = self.counts.rewinds
-                self._final_commit()
-                if self._stop or self.counts.rewinds == rewinds or self._reached(max_messages):
-                    break
-                # The last commit rewound (fenced, or Redis lost its state): the records it
-                # dropped are still in Kafka, so read them again before ending.
-        finally:
-            _restore_stop(previous)
-            self._committer.shutdown(wait=True)
-            self.consumer.close()
+        run_until_done(self, max_messages, until_idle_s, progress)
         return self.summary(self.clock() - started)
-
-    def _consume(
-        self,
-        max_messages: int | None,
-        until_idle_s: float | None,
-        progress: Callable[[int], object] | None,
-    ) -> None:
-        idle_since: float | None = None
-        while not self._stop and not self._reached(max_messages):
-            remaining = None if max_messages is None else max_messages - self.counts.consumed
-            n = self.step(remaining)
-            if progress and n:
-                progress(n)
-            if n or self.stages.busy() or self._uncommitted():
-                idle_since = None
-            elif until_idle_s is not None:
-                idle_since = idle_since if idle_since is not None else self.clock()
-                if self.clock() - idle_since >= until_idle_s:
-                    return
-
-    def _reached(self, max_messages: int | None) -> bool:
-        return max_messages is not None and self.counts.consumed >= max_messages
-
-    def _final_commit(self) -> None:
-        """The run's last commit; a dependency that stays down ends the run with an error."""
-        attempts = self.config.final_commit_attempts
-        for _ in range(attempts):
-            if self.flush():
-                return
-            self.sleep(1.0)
-        raise StorageError(
-            f"could not commit the final batch after {attempts} attempts; "
-            "nothing was lost: the next run resumes from the last snapshot"
-        )
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         c = self.counts
@@ -511,18 +432,14 @@ class IngestPipeline:
     def stop(self) -> None:
         self._stop = True
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop
 
-def _install_stop(pipeline: IngestPipeline) -> Any:
-    def handler(signum: int, frame: Any) -> None:
-        pipeline.stop()
+    def pending_work(self) -> bool:
+        """Rows not committed yet, or deferred records still to backfill."""
+        return self.stages.busy() or self._uncommitted()
 
-    try:
-        return signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread (a notebook or test thread)
-        return None
-
-
-def _restore_stop(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
+    def close(self) -> None:
+        self._committer.shutdown(wait=True)
+        self.consumer.close()

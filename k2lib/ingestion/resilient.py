@@ -46,6 +46,7 @@ from k2lib.resilience import (
     breaker_states,
     spill_directory,
 )
+from k2lib.storage.table import held_mask
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.schema import TradeBatch
 
@@ -61,6 +62,7 @@ SPILL_TOKENS_PROPERTY = "k2.spill.tokens"
 BACKFILL_ROWS_PER_POLL = 100_000
 STATUS_EVERY_S = 1.0
 PROBE_EVERY_S = 0.25
+RECHECK_FRACTION = 0.5
 
 
 class SequenceStage(Protocol):
@@ -79,6 +81,7 @@ class DedupStage(Protocol):
     def restage(self, staged: Any) -> None: ...
     def discard(self) -> int: ...
     def replay_committed(self, batch: TradeBatch) -> None: ...
+    def warm(self) -> int: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -95,6 +98,7 @@ class ResilientStages(Stages):
         ledger: Ledger | None = None,
         status_sink: Callable[[dict[str, Any]], None] | None = None,
         redis_probe: Callable[[], Any] | None = None,
+        broker_probe: Callable[[], Any] | None = None,
         memory: ProcessMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -107,6 +111,7 @@ class ResilientStages(Stages):
         self.ledger = ledger
         self.status_sink = status_sink
         self.redis_probe = redis_probe
+        self.broker_probe = broker_probe
         self.memory = memory or ProcessMemory()
         self.clock = clock
         self.sync: TableStateSync | None = None
@@ -118,6 +123,7 @@ class ResilientStages(Stages):
         self._last_probe = 0.0
         self._dropped = 0
         self.deferred_for_redis = 0
+        self.rechecked = 0
 
     @classmethod
     def from_settings(
@@ -129,6 +135,7 @@ class ResilientStages(Stages):
         clock: Callable[[], float] = time.monotonic,
     ) -> ResilientStages:
         from k2lib.ingestion.scalability import (
+            broker_probe,
             build_dedup,
             build_ledger,
             build_tracker,
@@ -151,6 +158,7 @@ class ResilientStages(Stages):
             ledger=build_ledger(settings),
             status_sink=status_publisher(settings),
             redis_probe=redis_probe(settings),
+            broker_probe=broker_probe(settings),
             clock=clock,
         )
 
@@ -164,20 +172,25 @@ class ResilientStages(Stages):
             self.sync = TableStateSync(self.ledger, table, partitions=partitions, holders=holders)
             self.sync.ensure()
 
-    def before_poll(self, lag: int) -> PollPlan:
+    def before_poll(self, lag: int, consumed: int) -> PollPlan:
         signals = Signals(
             lag_messages=lag,
+            consumed_messages=consumed,
             batch_latency_s=self._latency,
             rss_bytes=self.memory.rss_bytes(),
             breakers=breaker_states(self.breakers.values()),
         )
         self._latency = None
         now = self.clock()
-        if self.redis_probe is not None and now - self._last_probe >= PROBE_EVERY_S:
-            # Idle polls make no Redis calls: without a probe an outage (or a recovery)
-            # would go unseen by the breaker, and the level could never move.
+        if now - self._last_probe >= PROBE_EVERY_S:
+            # Idle polls make no Redis calls, and the consumer's fetches fail silently (a
+            # frozen broker just answers nothing): without probes an outage, or a recovery,
+            # would go unseen by the breakers, and the level could never move.
             self._last_probe = now
-            self._redis(self.redis_probe)
+            if self.redis_probe is not None:
+                self._redis(self.redis_probe)
+            if self.broker_probe is not None:
+                self._guarded("broker", self.broker_probe)
         self.manager.update(signals)
         self._publish_status(signals)
         actions = self.manager.actions
@@ -195,12 +208,18 @@ class ResilientStages(Stages):
         if not len(batch):
             return batch
         tiers = self.shedder.tiers_of(batch.symbol, batch.exchange)
+        # Sequence first, shed or not: the tracker sees the feed in arrival order, so a
+        # deferred range backfilled later is never reported as a gap meanwhile.
+        if not self._classify(batch, count=True):
+            self._defer(batch, tiers)  # Redis unusable: defer rather than store unchecked
+            self.deferred_for_redis += len(batch)
+            return TradeBatch.empty()
         keep, shed = self.shedder.split_tiers(tiers, self.manager.level)
         if shed.any():
             self._defer(batch.take(shed), tiers[shed])
             batch, tiers = batch.take(keep), tiers[keep]
-        checked = self._check(batch)
-        if checked is None:  # Redis unusable: defer rather than store unchecked
+        checked = self._dedup_batch(batch)
+        if checked is None:
             self._defer(batch, tiers)
             self.deferred_for_redis += len(batch)
             return TradeBatch.empty()
@@ -264,6 +283,26 @@ class ResilientStages(Stages):
         if self.sync is not None:
             self.sync.ensure(seen=self.sync.marks)
 
+    def adopt(self, partitions: Collection[int]) -> None:
+        sync = self.sync
+        if sync is None:
+            return
+        new = set(partitions) - set(sync.partitions)
+        # Another member recorded these partitions' keys: load what Redis holds into the
+        # Bloom filter, and replay from the table what was committed after that.
+        marks = sync.ledger.read().marks
+        if self.dedup is not None and new:
+            self.dedup.warm()
+        sync.partitions = sorted(set(sync.partitions) | new)
+        seen = {**sync.marks, **{p: marks.get(p, 0) for p in new}}
+        sync.ensure(seen=seen)
+
+    def release(self, partitions: Collection[int]) -> None:
+        if self.sync is not None:
+            gone = set(partitions)
+            self.sync.partitions = [p for p in self.sync.partitions if p not in gone]
+            self.sync.marks = {p: m for p, m in self.sync.marks.items() if p not in gone}
+
     def after_step(self, seconds: float) -> None:
         if seconds > 0:
             self._latency = seconds
@@ -282,6 +321,7 @@ class ResilientStages(Stages):
             "backfilled": sum(shed["backfilled"].values()),
             "pending_deferred": self.spill.pending_rows(),
             "deferred_redis_down": self.deferred_for_redis,
+            "backfill_rechecked_in_table": self.rechecked,
             "shedding_by_tier": shed,
             "degradation": self.manager.summary(),
         }
@@ -318,13 +358,18 @@ class ResilientStages(Stages):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _check(self, batch: TradeBatch) -> TradeBatch | None:
-        """Sequence-label then dedup `batch`; None when Redis cannot be used right now."""
-        if self.tracker is not None:
-            tracker = self.tracker
-            if self._redis(lambda: tracker.classify_batch(batch)) is _FAILED:
-                return None
-        if self.dedup is None:
+    def _classify(self, batch: TradeBatch, *, count: bool) -> bool:
+        """Sequence-label `batch` (`count`: as a first sighting; otherwise only bring the
+        state up to it). False when Redis cannot be used right now."""
+        tracker = self.tracker
+        if tracker is None:
+            return True
+        call = tracker.classify_batch if count else tracker.replay_committed
+        return self._redis(lambda: call(batch)) is not _FAILED
+
+    def _dedup_batch(self, batch: TradeBatch) -> TradeBatch | None:
+        """Drop duplicates from `batch`; None when Redis cannot be used right now."""
+        if self.dedup is None or not len(batch):
             return batch
         dedup = self.dedup
         keep = self._redis(lambda: dedup.check(batch))
@@ -335,13 +380,19 @@ class ResilientStages(Stages):
         return batch.take(keep)
 
     def _redis(self, call: Callable[[], Any]) -> Any:
-        breaker = self.breakers["redis"]
+        return self._guarded("redis", call)
+
+    def _guarded(self, name: str, call: Callable[[], Any]) -> Any:
+        """`call` through the `name` breaker; _FAILED when refused or failed."""
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            return call()
         try:
             return breaker.call(call)
         except CircuitOpenError:
             return _FAILED
         except (ServiceError, RedisError, ConnectionError, TimeoutError, OSError) as exc:
-            log.warning("redis stage failed, deferring: %s", exc)
+            log.warning("%s call failed: %s", name, exc)
             return _FAILED
 
     def _defer(self, batch: TradeBatch, tiers: np.ndarray) -> None:
@@ -352,13 +403,37 @@ class ResilientStages(Stages):
         out: list[TradeBatch] = []
         for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
             batch = TradeBatch.from_arrow(table)  # keeps its Kafka partition and offset
-            checked = self._check(batch)
+            # Classified on arrival unless Redis was down then; replaying is harmless.
+            checked = self._dedup_batch(batch) if self._classify(batch, count=False) else None
             if checked is None:
                 self.spill.release(token)
                 break
+            if self.spill.age_s(token) > self._recheck_after_s():
+                checked = self._drop_stored(checked)
             out.append(checked)
             self._backfilling.append((token, self.shedder.tiers_of(batch.symbol, batch.exchange)))
         return tuple(out)
+
+    def _recheck_after_s(self) -> float:
+        """Deferred longer than this, a record's original may have left the dedup horizon
+        (Redis windows expire): its key is checked against the table itself."""
+        config = getattr(self.dedup, "config", None)
+        if config is None:
+            return float("inf")
+        return RECHECK_FRACTION * (config.generations - 1) * config.window_s
+
+    def _drop_stored(self, batch: TradeBatch) -> TradeBatch:
+        if self._table is None or not len(batch):
+            return batch
+        held = held_mask(
+            self._table,
+            [e.decode() for e in batch.exchange.tolist()],
+            [s.decode() for s in batch.symbol.tolist()],
+            batch.seq.tolist(),
+        )
+        self._dropped += int(np.count_nonzero(held))
+        self.rechecked += len(batch)
+        return batch.take(~held)
 
     def _heal_spill(self, table: Table) -> None:
         """Ack spill files that the last snapshot committed before a crash could ack them."""

@@ -11,7 +11,16 @@ from prometheus_client import CollectorRegistry
 from k2lib.config import K2Settings
 from k2lib.stack.services import redis_client
 
-__all__ = ["build_dedup", "build_ledger", "build_tracker", "redis_probe", "status_publisher"]
+__all__ = [
+    "broker_probe",
+    "build_dedup",
+    "build_ledger",
+    "build_tracker",
+    "redis_probe",
+    "status_publisher",
+]
+
+BROKER_PROBE_TIMEOUT_S = 0.5
 
 STATUS_TTL_S = 30
 
@@ -50,6 +59,25 @@ def redis_probe(settings: K2Settings) -> Callable[[], Any]:
     """A cheap call that tells a half-open Redis breaker whether Redis is back."""
     client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
     return client.ping
+
+
+def broker_probe(settings: K2Settings) -> Callable[[], Any]:
+    """A cheap metadata request, bounded: a frozen or stopped broker fails it, and the
+    broker breaker opens (CIRCUIT_BREAK); once it answers again the breaker closes."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from k2lib.errors import ServiceError
+
+    admin = AdminClient(settings.kafka_config())
+
+    def probe() -> None:
+        try:
+            admin.list_topics(settings.topic, timeout=BROKER_PROBE_TIMEOUT_S)
+        except KafkaException as exc:
+            raise ServiceError(f"broker {settings.kafka_bootstrap}: {exc}") from exc
+
+    return probe
 
 
 def status_publisher(settings: K2Settings) -> Callable[[dict[str, Any]], None]:

@@ -45,7 +45,8 @@ class Stages:
     def start(self, table: Table, partitions: Collection[int]) -> None:
         """Once, before the first poll: the table and the Kafka partitions this process owns."""
 
-    def before_poll(self, lag: int) -> PollPlan:
+    def before_poll(self, lag: int, consumed: int) -> PollPlan:
+        """`lag`: messages behind; `consumed`: messages polled so far (the lag trend)."""
         return PollPlan()
 
     def process(self, batch: TradeBatch) -> TradeBatch:
@@ -79,6 +80,12 @@ class Stages:
 
     def resync(self) -> None:
         """After a rewind: bring the stages' state up to what the table now records."""
+
+    def adopt(self, partitions: Collection[int]) -> None:
+        """A group gave this process `partitions`: bring their state up to the table."""
+
+    def release(self, partitions: Collection[int]) -> None:
+        """A group took `partitions` away."""
 
     def after_step(self, seconds: float) -> None:
         """Feed signals (latency) to whoever watches them."""

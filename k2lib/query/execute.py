@@ -4,18 +4,20 @@ once, check the seam, merge, and say where everything came from."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from k2lib.clock import Clock
+from k2lib.config import K2Settings
 from k2lib.errors import InconsistentSeamError, QueryError, ServiceError
 from k2lib.query.deferred import DeferredRows, read_deferred
-from k2lib.query.historical import PinnedSnapshot
-from k2lib.query.kafka_tail import TailResult
+from k2lib.query.historical import IcebergReader, PinnedSnapshot
+from k2lib.query.kafka_tail import KafkaTail, TailResult
 from k2lib.query.merge import (
     ICEBERG,
     KAFKA,
@@ -35,10 +37,7 @@ from k2lib.query.spec import QuerySpec
 from k2lib.resilience.spill import spill_directory
 from k2lib.wire.schema import TradeBatch
 
-if TYPE_CHECKING:
-    from k2lib.query.hybrid import HybridQueryEngine
-
-__all__ = ["QueryMetrics", "QueryRun"]
+__all__ = ["QueryContext", "QueryMetrics", "QueryRun"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -66,18 +65,32 @@ class QueryMetrics:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class QueryContext:
+    """What one query runs on: the engine's collaborators, handed over explicitly."""
+
+    settings: K2Settings
+    reader: IcebergReader
+    tail: KafkaTail
+    pool: Executor
+    overlap_buffer_s: float
+    clock: Clock
+    now: Callable[[], int]
+    metrics: QueryMetrics | None = None
+
+
 class QueryRun:
     """One query: the pinned snapshot, both sides, and everything provenance reports."""
 
-    def __init__(self, engine: HybridQueryEngine, q: QuerySpec) -> None:
-        self.e, self.q = engine, q
-        self.topic = engine.settings.topic
+    def __init__(self, context: QueryContext, q: QuerySpec) -> None:
+        self.e, self.q = context, q
+        self.topic = context.settings.topic
         self.latency: dict[str, float] = {}
         self.warnings: list[str] = []
         self.partial = False
         self.deferred_files = 0
         self.topic_id: str | None = None  # the broker's id for the topic, when looked up
-        self.t0 = engine.clock()
+        self.t0 = context.clock()
 
     def execute(self) -> QueryResult:
         q, pool = self.q, self.e.pool
@@ -148,7 +161,7 @@ class QueryRun:
         )
         self.warnings.append(
             f"{why}; time-overlap seam with a "
-            f"{self.e.config.overlap_buffer_s:g}s buffer per symbol, deduplicated"
+            f"{self.e.overlap_buffer_s:g}s buffer per symbol, deduplicated"
         )
         return "time-overlap"
 
@@ -243,7 +256,7 @@ class QueryRun:
         if mode == "time-overlap" and iceberg is not None:
             # Without offsets, Kafka rows older than their symbol's newest Iceberg row minus
             # the buffer are taken to be ingested already (merge.drop_ingested).
-            rows = drop_ingested(rows, iceberg, int(self.e.config.overlap_buffer_s * 1e6))
+            rows = drop_ingested(rows, iceberg, int(self.e.overlap_buffer_s * 1e6))
         return rows
 
     # -- helpers --------------------------------------------------------------------
@@ -317,7 +330,7 @@ class QueryRun:
             newest_us={ICEBERG: newest_ts(iceberg), KAFKA: newest_ts(kafka)},
             now_us=self.e.now(),
             latency_ms=dict(self.latency),
-            overlap_buffer_s=self.e.config.overlap_buffer_s if mode == "time-overlap" else None,
+            overlap_buffer_s=self.e.overlap_buffer_s if mode == "time-overlap" else None,
             partial=self.partial,
             warnings=tuple(self.warnings),
         )

@@ -20,7 +20,7 @@ from pyiceberg.catalog import Catalog
 
 from k2lib.clock import Clock
 from k2lib.config import K2Settings
-from k2lib.query.execute import QueryMetrics, QueryRun
+from k2lib.query.execute import QueryContext, QueryMetrics, QueryRun
 from k2lib.query.historical import IcebergReader
 from k2lib.query.kafka_tail import KafkaTail
 from k2lib.query.provenance import QueryResult
@@ -68,6 +68,16 @@ class HybridQueryEngine:
         self.metrics = QueryMetrics(registry) if registry is not None else None
         # Both sides run at once: an answer costs the slower side, not the sum.
         self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="k2-query")
+        self.context = QueryContext(
+            settings=settings,
+            reader=self.reader,
+            tail=self.tail,
+            pool=self.pool,
+            overlap_buffer_s=self.config.overlap_buffer_s,
+            clock=clock,
+            now=now,
+            metrics=self.metrics,
+        )
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -99,4 +109,4 @@ class HybridQueryEngine:
         """
         partial_ok = self.config.allow_partial if allow_partial is None else allow_partial
         q = QuerySpec.build(symbols, start, end, exchange, source, limit, partial_ok, self.now)
-        return QueryRun(self, q).execute()
+        return QueryRun(self.context, q).execute()

@@ -14,12 +14,18 @@ The rules, chosen so that the level cannot flap:
   become the probes that close the breaker; a failed probe re-opens it and we return.
 - Lag and latency never drive CIRCUIT_BREAK by default: that level stops consumption, and a
   paused consumer can only watch its lag grow, so it could never recover.
+- Lag acts through its trend (ADR 010): it enters a level only when the backlog is growing
+  or would take longer than `trend.max_drain_s` to drain, judged at the optimistic end of
+  the estimate. A large lag that shrinks fast is a consumer catching up, not overload: it
+  keeps NORMAL. Once a level is entered, the lag holds it by its exit threshold as before
+  (hysteresis). Until the trend is known, the lag neither raises nor holds.
 - `force(level)` overrides everything (for the demo) and is shown by `k2_degradation_override`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -42,6 +48,7 @@ from k2lib.resilience.signals import (
     Signals,
     Thresholds,
 )
+from k2lib.resilience.trend import DEFAULT_LAG_TREND, LagTrend, LagTrendConfig, LagTrendEstimator
 
 __all__ = [
     "DegradationConfig",
@@ -67,9 +74,11 @@ DEFAULT_BREAKER_LEVELS: Mapping[str, DegradationLevel] = MappingProxyType(
 @dataclass(frozen=True, kw_only=True)
 class DegradationConfig:
     """Thresholds and timing; every default is a module constant (see signals.py for the
-    signal thresholds: lag, latency and RSS as a fraction of `memory_budget_bytes`)."""
+    signal thresholds: lag, latency and RSS as a fraction of `memory_budget_bytes`, and
+    trend.py for when the lag trend lets the lag thresholds act)."""
 
     lag: Thresholds = DEFAULT_LAG
+    trend: LagTrendConfig = DEFAULT_LAG_TREND
     latency: Thresholds = DEFAULT_LATENCY_S
     rss: Thresholds = DEFAULT_RSS_FRACTION
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
@@ -135,6 +144,16 @@ class _Metrics:
                     self.transitions.labels(a.name, b.name)
         self.override = Gauge("k2_degradation_override", "1 while forced by hand", registry=r)
         self.lag = Gauge("k2_consumer_lag_messages", "Consumer lag, messages", registry=r)
+        self.drain = Gauge(
+            "k2_ingest_lag_seconds_to_drain",
+            "Estimated seconds until the lag is gone (+Inf: not shrinking, NaN: not known yet)",
+            registry=r,
+        )
+        self.lag_rate = Gauge(
+            "k2_ingest_lag_rate_messages_per_second",
+            "Least-squares slope of the lag (negative: catching up; NaN: not known yet)",
+            registry=r,
+        )
         self.latency = Gauge("k2_batch_latency_seconds", "Last batch's latency", registry=r)
         self.batch = Histogram("k2_batch_processing_seconds", "Batch latency", registry=r)
         self.rss = Gauge("k2_process_rss_bytes", "This process's RSS", registry=r)
@@ -162,12 +181,15 @@ class DegradationManager:
         self._changed_at: float | None = None  # None: no change yet, so no dwell to wait out
         self._forced: DegradationLevel | None = None
         self._signals = Signals()
+        self._trend = LagTrendEstimator(self.config.trend)
         self._transitions: deque[Transition] = deque(maxlen=self.config.max_transitions)
         self._metrics = _Metrics(registry) if registry is not None else None
         if self._metrics is not None:
             self._metrics.level.set(0)
             self._metrics.override.set(0)
             self._metrics.budget.set(self.config.memory_budget_bytes)
+            self._metrics.drain.set(math.nan)
+            self._metrics.lag_rate.set(math.nan)
 
     @property
     def level(self) -> DegradationLevel:
@@ -180,6 +202,11 @@ class DegradationManager:
     @property
     def forced(self) -> bool:
         return self._forced is not None
+
+    @property
+    def lag_trend(self) -> LagTrend | None:
+        """The last lag-trend estimate (None until the window is long enough)."""
+        return self._trend.latest
 
     @property
     def transitions(self) -> list[Transition]:
@@ -195,6 +222,8 @@ class DegradationManager:
         with self._lock:
             now = self._clock()
             self._signals = signals
+            if signals.lag_messages is not None:
+                self._trend.observe(now, signals.lag_messages, signals.consumed_messages)
             self._publish_signals(signals)
             if self._forced is not None:
                 return self._level
@@ -244,6 +273,7 @@ class DegradationManager:
                 "at_level_s": round(now - since, 3),
                 "last_transition": last.as_dict(self._started) if last else None,
                 "signals": self._signals.as_dict(),
+                "lag_trend": self._trend_dict(),
                 "actions": self.actions.as_dict(),
             }
 
@@ -254,10 +284,30 @@ class DegradationManager:
                 "level": self._level.name,
                 "max_level": self._max_level.name,
                 "forced": self.forced,
+                "lag_trend": self._trend_dict(),
                 "transitions": [t.as_dict(self._started) for t in self._transitions],
             }
 
     # -- internals ------------------------------------------------------------------
+
+    def _trend_dict(self) -> dict[str, Any] | None:
+        trend = self._trend.latest
+        return None if trend is None else trend.as_dict()
+
+    def _lag_reading(self, lag: int) -> _Reading | None:
+        """The lag's say, through its trend: None while the trend is not known yet."""
+        trend = self._trend.latest
+        if trend is None:
+            return None
+        cfg = self.config
+        exit_ = cfg.lag.exit_for(self._level)
+        # Only a consumer that is not catching up is overloaded: then the size of its lag
+        # says how far to back off. Holding stays on the count, so a noisy trend cannot
+        # let a level go and take it again every dwell.
+        enters = cfg.lag.entered(lag) if trend.behind(cfg.trend) else L.NORMAL
+        holds = lag >= exit_
+        closeness = lag / exit_ if 0 < exit_ < INF else 0.0
+        return _Reading("lag_messages", lag, enters, holds, closeness)
 
     def _readings(self, s: Signals) -> list[_Reading]:
         cfg, level = self.config, self._level
@@ -270,8 +320,11 @@ class DegradationManager:
                 _Reading(f"breaker:{name}", state.value, enters, is_open and target >= level)
             )
         rss = None if s.rss_bytes is None else s.rss_bytes / cfg.memory_budget_bytes
+        if s.lag_messages is not None:
+            lag = self._lag_reading(s.lag_messages)
+            if lag is not None:
+                out.append(lag)
         numeric: list[tuple[str, float | None, Thresholds]] = [
-            ("lag_messages", s.lag_messages, cfg.lag),
             ("batch_latency_s", s.batch_latency_s, cfg.latency),
             ("rss_fraction", rss, cfg.rss),
         ]
@@ -294,14 +347,18 @@ class DegradationManager:
         self._max_level = max(self._max_level, to)
         self._transitions.append(t)
         log_at = logging.WARNING if to > t.from_level else logging.INFO
+        trend = self._trend.latest if signal == "lag_messages" else None
         log.log(
             log_at,
-            "degradation %s -> %s (%s: %s=%s)",
+            "degradation %s -> %s (%s: %s=%s%s)",
             t.from_level.name,
             to.name,
             reason,
             signal,
             value,
+            ""
+            if trend is None
+            else f", lag {trend.lag_rate_msg_s:+,.0f} msg/s, drain {trend.seconds_to_drain:,.1f} s",
         )
         if self._metrics is not None:
             self._metrics.level.set(int(to))
@@ -315,6 +372,9 @@ class DegradationManager:
             return
         if s.lag_messages is not None:
             m.lag.set(s.lag_messages)
+            trend = self._trend.latest
+            m.drain.set(math.nan if trend is None else trend.seconds_to_drain)
+            m.lag_rate.set(math.nan if trend is None else trend.lag_rate_msg_s)
         if s.batch_latency_s is not None:
             m.latency.set(s.batch_latency_s)
             m.batch.observe(s.batch_latency_s)

@@ -59,6 +59,7 @@ class Thresholds:
 
 # Defaults for SOFT, GRACEFUL, AGGRESSIVE, CIRCUIT_BREAK, sized for a laptop demo. Lag and
 # latency stop at AGGRESSIVE: CIRCUIT_BREAK pauses consumption, which cannot cure either.
+# The lag thresholds apply only while the lag trend says the consumer is not catching up.
 DEFAULT_LAG = Thresholds(
     enter=(50_000.0, 200_000.0, 500_000.0, INF),
     exit=(25_000.0, 100_000.0, 300_000.0, INF),
@@ -71,9 +72,14 @@ DEFAULT_RSS_FRACTION = Thresholds(enter=(0.70, 0.80, 0.90, 0.97), exit=(0.60, 0.
 @dataclass(frozen=True, kw_only=True)
 class Signals:
     """One reading. `None` means "not measured this time": it neither raises the level
-    nor holds it up (a paused consumer has no batch latency to report)."""
+    nor holds it up (a paused consumer has no batch latency to report).
+
+    The lag acts through its trend (trend.py, ADR 010): only a lag that is growing, or
+    shrinking too slowly to drain in time, raises the level."""
 
     lag_messages: int | None = None
+    consumed_messages: int | None = None
+    """Messages consumed so far (a running total): gives the lag trend its consume rate."""
     batch_latency_s: float | None = None
     rss_bytes: int | None = None
     breakers: Mapping[str, BreakerState] = field(default_factory=dict)
@@ -81,6 +87,7 @@ class Signals:
     def as_dict(self) -> dict[str, Any]:
         return {
             "lag_messages": self.lag_messages,
+            "consumed_messages": self.consumed_messages,
             "batch_latency_s": self.batch_latency_s,
             "rss_bytes": self.rss_bytes,
             "breakers": {name: state.value for name, state in sorted(self.breakers.items())},

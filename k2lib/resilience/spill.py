@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -233,6 +234,14 @@ class DeferredSpill:
                 return
             (self.directory / token).unlink(missing_ok=True)
             _fsync_dir(self.directory)
+
+    def age_s(self, token: SpillToken, now: float | None = None) -> float:
+        """Seconds since `token` was written (its file's mtime; 0 if it is gone)."""
+        try:
+            written = (self.directory / token).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - written)
 
     def release(self, token: SpillToken) -> None:
         """The caller could not commit `token`'s rows; hand them out again on the next drain."""

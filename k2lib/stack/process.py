@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import psutil
 
 from k2lib.errors import PortInUseError, ServiceError
 
-__all__ = ["ServiceProcess", "ServiceRecord", "port_open"]
+__all__ = ["ServiceProcess", "ServiceRecord", "as_user", "port_open", "recorded_process"]
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -37,6 +38,8 @@ class ServiceRecord:
     started_at: float
     create_time: float
     log: str
+    # PostgreSQL's "fast" shutdown is SIGINT (SIGTERM waits for every client to leave).
+    stop_signal: int = signal.SIGTERM
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -63,6 +66,9 @@ class ServiceProcess:
         state_dir: Path,
         ready: Callable[[], bool],
         cwd: Path | None = None,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+        extra_ports: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -71,6 +77,9 @@ class ServiceProcess:
         self.state_dir = state_dir
         self.ready = ready
         self.cwd = cwd
+        self.user = user  # run as this system user (PostgreSQL refuses to run as root)
+        self.stop_signal = stop_signal
+        self.extra_ports = list(extra_ports)  # also needed free (a Redis Cluster bus port)
 
     @property
     def record_path(self) -> Path:
@@ -101,13 +110,15 @@ class ServiceProcess:
         rec = self.running()
         if rec is not None:
             return rec, False
-        if port_open(self.host, self.port):
-            raise PortInUseError(
-                f"port {self.port} on {self.host} is already in use by another process; "
-                f"stop it or choose another port for {self.name}"
-            )
+        for port in [self.port, *self.extra_ports]:
+            if port_open(self.host, port):
+                raise PortInUseError(
+                    f"port {port} on {self.host} is already in use by another process; "
+                    f"stop it or choose another port for {self.name}"
+                )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{self.name}.log"
+        user, group, extra_groups = as_user(self.user)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 self.argv,
@@ -116,6 +127,9 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 cwd=self.cwd,
                 start_new_session=True,  # survives the CLI that started it
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
             )
         rec = ServiceRecord(
             name=self.name,
@@ -126,6 +140,7 @@ class ServiceProcess:
             started_at=time.time(),
             create_time=psutil.Process(proc.pid).create_time(),
             log=str(log_path),
+            stop_signal=int(self.stop_signal),
         )
         self.record_path.write_text(json.dumps(asdict(rec)))
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -147,7 +162,7 @@ class ServiceProcess:
         if rec is None:
             return False
         try:
-            os.kill(rec.pid, signal.SIGTERM)
+            os.kill(rec.pid, rec.stop_signal)
             psutil.Process(rec.pid).wait(timeout=STOP_TIMEOUT_S)
         except psutil.TimeoutExpired:
             os.kill(rec.pid, signal.SIGKILL)
@@ -157,3 +172,33 @@ class ServiceProcess:
         while port_open(self.host, self.port, timeout=0.2) and time.monotonic() < deadline:
             time.sleep(0.05)
         return True
+
+
+def as_user(user: str | None) -> tuple[str | None, int | None, list[int] | None]:
+    """subprocess's (user, group, extra_groups) that run a child as `user` with its own
+    group and no others; all None (no change) when `user` is None."""
+    if user is None:
+        return None, None, None
+    return user, pwd.getpwnam(user).pw_gid, []
+
+
+def recorded_process(state_dir: Path, name: str) -> ServiceProcess | None:
+    """A handle on what `<name>.json` records, enough to stop it, or None without a record.
+
+    `k2 down` stops with it, so it needs no binary: a stack whose PostgreSQL was
+    uninstalled since `k2 up` still stops.
+    """
+    path = state_dir / f"{name}.json"
+    try:
+        rec = ServiceRecord(**json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+    return ServiceProcess(
+        name=name,
+        argv=rec.argv,
+        host=rec.host,
+        port=rec.port,
+        state_dir=state_dir,
+        ready=lambda: False,
+        stop_signal=rec.stop_signal,
+    )

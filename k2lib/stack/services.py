@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
+from redis.exceptions import RedisClusterException
 
 from k2lib.config import SECRET_KEYS, K2Settings
 from k2lib.errors import ServiceError
+from k2lib.stack.cluster import cluster_client, cluster_health
 from k2lib.stack.process import ServiceProcess, port_open
 
 __all__ = ["broker_process", "create_topics", "redis_client", "redis_process"]
@@ -99,7 +102,15 @@ def redis_process(settings: K2Settings) -> ServiceProcess:
 
 
 def redis_client(settings: K2Settings, **kwargs: object) -> redis.Redis:
-    """A client for K2's Redis (URL credentials, else K2_REDIS_PASSWORD)."""
+    """A client for K2's Redis (URL credentials, else K2_REDIS_PASSWORD).
+
+    On the cluster profile, redis-py's RedisCluster on the configured nodes (bytes in and
+    out, like the single client); it follows the cluster's MOVED and ASK redirections.
+    Typed as redis.Redis because RedisCluster answers the same commands and K2's callers
+    are typed so; code that needs the difference checks `isinstance(c, RedisCluster)`.
+    """
+    if settings.profile == "cluster":
+        return cast(redis.Redis, cluster_client(settings, **kwargs))
     opts: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
     if settings.redis_password and "@" not in settings.redis_url:
         opts["password"] = settings.redis_password
@@ -108,11 +119,17 @@ def redis_client(settings: K2Settings, **kwargs: object) -> redis.Redis:
 
 
 def redis_problem(settings: K2Settings) -> str:
-    """Why Redis does not answer PING, or "" when it does (no secret appears in it)."""
+    """Why Redis does not answer PING, or "" when it does (no secret appears in it).
+
+    On the cluster profile: why the cluster is not serving every slot on every node.
+    """
+    if settings.profile == "cluster":
+        health = cluster_health(settings)
+        return "" if health.ok else _without_secrets(settings, health.detail)
     try:
         redis_client(settings, socket_timeout=1.0).ping()
         return ""
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         return _without_secrets(settings, f"{type(exc).__name__}: {exc}")
 
 

@@ -15,12 +15,22 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
+)
+from pyiceberg.expressions import (
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    LessThanOrEqual,
+    Or,
 )
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -47,6 +57,7 @@ __all__ = [
     "VERSIONS_PROPERTY",
     "SnapshotOffsets",
     "ensure_table",
+    "held_mask",
     "latest_offsets",
     "offsets_of",
     "offsets_properties",
@@ -221,6 +232,50 @@ def ensure_table(catalog: Catalog, identifier: str) -> Table:
             txn.set_properties(missing)
         table.refresh()
     return table
+
+
+def held_mask(table: Table, exchange: list[str], symbol: list[str], seq: list[int]) -> np.ndarray:
+    """bool per key: is `(exchange[i], symbol[i], seq[i])` in `table` now? An exact read of
+    the truth (pruned by each key's symbol and seq range), for checks past the dedup horizon."""
+    n = len(seq)
+    if n == 0:
+        return np.zeros(0, bool)
+    wanted = pa.table(
+        {
+            "exchange": pa.array(exchange, pa.large_string()),
+            "symbol": pa.array(symbol, pa.large_string()),
+            "seq": pa.array(seq, pa.int64()),
+            "row": pa.array(np.arange(n), pa.int64()),
+        }
+    )
+    ranges = wanted.group_by(["exchange", "symbol"]).aggregate([("seq", "min"), ("seq", "max")])
+    columns = [ranges.column(c).to_pylist() for c in ("exchange", "symbol", "seq_min", "seq_max")]
+    clauses = [_key_range(*key) for key in zip(*columns, strict=True)]
+    row_filter = clauses[0] if len(clauses) == 1 else Or(*clauses)
+    stored = table.scan(row_filter=row_filter, selected_fields=("exchange", "symbol", "seq"))
+    held = stored.to_arrow().cast(
+        pa.schema(
+            [("exchange", pa.large_string()), ("symbol", pa.large_string()), ("seq", pa.int64())]
+        )
+    )
+    found = wanted.join(
+        held.group_by(["exchange", "symbol", "seq"]).aggregate([]),
+        keys=["exchange", "symbol", "seq"],
+        join_type="inner",
+    )
+    mask = np.zeros(n, bool)
+    mask[found.column("row").to_numpy()] = True
+    return mask
+
+
+def _key_range(exchange: str, symbol: str, lo: int, hi: int) -> BooleanExpression:
+    # pyiceberg's predicates take (column, literal); its pydantic fields read otherwise.
+    return And(
+        EqualTo("exchange", exchange),  # type: ignore[call-arg, arg-type]
+        EqualTo("symbol", symbol),  # type: ignore[call-arg, arg-type]
+        GreaterThanOrEqual("seq", lo),  # type: ignore[call-arg, arg-type]
+        LessThanOrEqual("seq", hi),  # type: ignore[call-arg, arg-type]
+    )
 
 
 def stored_keys(table: Table) -> list[tuple[str, str, int]]:

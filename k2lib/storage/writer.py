@@ -65,7 +65,8 @@ class CommitResult:
 
 
 class IcebergWriter:
-    """Appends for the Kafka `partitions` this writer owns; `base` is what it last synced to."""
+    """Appends for the Kafka `partitions` this writer owns. `expected` holds, per owned
+    partition, the version the table must still record for a commit to land."""
 
     def __init__(
         self,
@@ -87,13 +88,31 @@ class IcebergWriter:
         # A chaos hook: extra seconds to stall each commit (a slow object store).
         self.delay_s = delay_s
         self.commits = 0
+        self.expected: dict[int, int] = {}
         self.base = self.rebase()
 
     def rebase(self) -> SnapshotOffsets:
         """Read what the table records now and start from it (at start and after a fence)."""
         self._transient(self.table.refresh)
         self.base = latest_offsets(self.table)
+        self.expected = self.base.owned_versions(self.partitions)
         return self.base
+
+    def adopt(self, partitions: Collection[int]) -> SnapshotOffsets:
+        """Take over `partitions` (a group assigned them) from what the table records now;
+        the partitions already owned keep what this writer expects of them."""
+        self._transient(self.table.refresh)
+        current = latest_offsets(self.table)
+        self.partitions = sorted(set(self.partitions) | set(partitions))
+        self.expected.update(current.owned_versions(partitions))
+        return current
+
+    def release(self, partitions: Collection[int]) -> None:
+        """Give up `partitions` (a group revoked them)."""
+        gone = set(partitions)
+        self.partitions = [p for p in self.partitions if p not in gone]
+        for p in gone:
+            self.expected.pop(p, None)
 
     def commit(
         self,
@@ -111,7 +130,7 @@ class IcebergWriter:
             time.sleep(delay)
         data = storage_order(batch).to_arrow()
         commit_id = uuid.uuid4().hex
-        expected = self.base.owned_versions(self.partitions)
+        expected = dict(self.expected)
         transient = 0
         for _ in range(CONFLICT_RETRIES + TRANSIENT_RETRIES):
             current = latest_offsets(self.table)
@@ -142,6 +161,7 @@ class IcebergWriter:
             raise StorageError(f"Iceberg commit kept conflicting after {CONFLICT_RETRIES} tries")
         self.commits += 1
         self.base = latest_offsets(self.table)
+        self.expected = self.base.owned_versions(self.partitions)
         return CommitResult(
             self.base.snapshot_id, len(batch), self.clock() - started, offsets=self.base
         )

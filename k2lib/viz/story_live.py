@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from k2lib.demo.chaos import DEMO_DEGRADATION, exactly_once_check
 from k2lib.feeds.faults import FaultSpec
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
@@ -27,7 +28,6 @@ from k2lib.ingestion.resilient import ResilientStages
 from k2lib.ingestion.runtime import serve_metrics
 from k2lib.monitoring import new_registry
 from k2lib.resilience import DegradationLevel
-from k2lib.resilience.chaos import DEMO_DEGRADATION, exactly_once_check
 from k2lib.stack import LocalStack
 from k2lib.viz.context import DemoContext
 from k2lib.viz.sampling import MetricsScraper

@@ -30,7 +30,8 @@ from k2lib.config import K2Settings
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
 
-EVENTS = ("kill", "wipe", "freeze", "resend")
+EVENTS = ("kill", "wipe", "freeze", "resend")  # drawn at random; "join", "zombie" on request
+ZOMBIE_FREEZE_S = 8.0  # past the consumer's session.timeout.ms (6 s)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Schedule:
     writers: int
     commit_interval: float
     events: tuple[tuple[float, str], ...]
+    group: bool = True
+    """Writers share the partitions as a consumer group (the default), or each reads them
+    all with `--alone` and the compare-and-set commit fences the others."""
 
     @classmethod
     def draw(cls, seed: int) -> Schedule:
@@ -61,12 +65,13 @@ class Schedule:
             writers=rng.choice([1, 2, 3]),
             commit_interval=rng.choice([0.1, 0.2, 0.3]),
             events=events,
+            group=rng.random() < 0.6,
         )
 
     def describe(self) -> str:
         return (
             f"seed={self.seed} messages={self.messages} faults={self.faults} rate={self.rate} "
-            f"writers={self.writers} commit_interval={self.commit_interval} "
+            f"writers={self.writers} group={self.group} commit_interval={self.commit_interval} "
             f"events={list(self.events)}"
         )
 
@@ -113,7 +118,8 @@ class Run:
 
     def ingest(self, idle_s: float = 2.0) -> subprocess.Popen[str]:
         interval = str(self.schedule.commit_interval)
-        proc = self.k2("ingest", "--until-idle", str(idle_s), "--commit-interval", interval)
+        args = ["ingest", "--until-idle", str(idle_s), "--commit-interval", interval]
+        proc = self.k2(*args, *([] if self.schedule.group else ["--alone"]))
         self.ingests.append(proc)
         return proc
 
@@ -136,6 +142,19 @@ class Run:
                 time.sleep(rng.uniform(0.5, 2.0))
             finally:
                 os.kill(self.redis_pid, signal.SIGCONT)
+        elif name == "join":
+            self.ingest()
+        elif name == "zombie":
+            # A member frozen past its session timeout: the group moves its partitions on;
+            # when it wakes, its late commit must be fenced, not appended.
+            alive = [p for p in self.ingests if p.poll() is None]
+            if alive:
+                victim = rng.choice(alive)
+                victim.send_signal(signal.SIGSTOP)
+                try:
+                    time.sleep(ZOMBIE_FREEZE_S)
+                finally:
+                    victim.send_signal(signal.SIGCONT)
         elif name == "resend":
             self.sends += 1
             self.replay(None).join(timeout=120)
@@ -172,7 +191,7 @@ def execute(schedule: Schedule, settings: K2Settings, env: dict[str, str], workd
             proc.wait(timeout=180)
     failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL)]
     errors = [p.stderr.read() if p.stderr else "" for p in failed]
-    settle = run.k2("ingest", "--until-idle", "1")
+    settle = run.k2("ingest", "--until-idle", "1", "--alone")
     out, err = settle.communicate(timeout=180)
     if settle.returncode != 0 or failed:
         raise AssertionError(

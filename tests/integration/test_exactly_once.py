@@ -109,9 +109,12 @@ def test_schedule_stores_every_trade_once(
     check(Schedule.draw(seed), k2_settings, k2_env, tmp_path)
 
 
+@pytest.mark.parametrize("group", [True, False], ids=["group", "alone"])
 def test_two_ingests_at_once_store_every_row_once(
-    k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
+    group: bool, k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """As one consumer group they split the partitions; alone, each reads them all and the
+    compare-and-set commit fences the one that comes second."""
     schedule = Schedule(
         seed=11,
         messages=20_000,
@@ -120,6 +123,24 @@ def test_two_ingests_at_once_store_every_row_once(
         writers=2,
         commit_interval=0.3,
         events=(),
+        group=group,
+    )
+    check(schedule, k2_settings, k2_env, tmp_path)
+
+
+def test_three_workers_one_killed_one_late_one_zombie(
+    k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Three group members while a faulty feed arrives: one SIGKILLed (and restarted),
+    one joining late, one frozen past its session timeout and then resumed."""
+    schedule = Schedule(
+        seed=12,
+        messages=30_000,
+        faults="dup=0.01,gap=0.001,reorder=0.005,poison=0.001",
+        rate=5_000,
+        writers=3,
+        commit_interval=0.2,
+        events=((1.0, "zombie"), (1.5, "kill"), (2.0, "join")),
     )
     check(schedule, k2_settings, k2_env, tmp_path)
 

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
+from k2lib.demo.chaos import ChaosConfig, ChaosRun
 from k2lib.ingestion.runtime import serve_metrics
 from k2lib.monitoring import new_registry
-from k2lib.resilience.chaos import ChaosConfig, ChaosRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.phase2]
 
@@ -84,3 +84,19 @@ def test_redis_outage_raises_the_level_loses_nothing_and_recovers(stack_settings
     assert "GRACEFUL" in levels or "AGGRESSIVE" in levels or "CIRCUIT_BREAK" in levels
     assert out["degradation"]["level"] == "NORMAL"
     time.sleep(0)
+
+
+def test_a_frozen_broker_breaks_the_circuit_and_the_level_recovers(stack_settings):
+    """The broker breaker guards broker calls: a broker frozen mid-ingest drives
+    CIRCUIT_BREAK; once it answers again the level comes back down, and the table is exact."""
+    if stack_settings.kafka_external:
+        pytest.skip("needs the local broker, which the test freezes")
+    out = ChaosRun(
+        stack_settings,
+        ChaosConfig(scenarios=("broker_freeze",), trickle_records=20_000, broker_freeze_s=8.0),
+    ).run()
+    assert out["exactly_once"], out
+    assert out["settled"], out["events"]
+    levels = [t["to"] for t in out["degradation"]["transitions"]]
+    assert "CIRCUIT_BREAK" in levels, out["degradation"]
+    assert out["degradation"]["level"] == "NORMAL"

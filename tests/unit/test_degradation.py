@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import random
+from collections.abc import Iterable
 
 import pytest
 
@@ -25,6 +27,13 @@ from k2lib.resilience import (
     Transition,
     lag_from_stats,
 )
+from k2lib.resilience.trend import (
+    DEFAULT_MAX_DRAIN_S,
+    DEFAULT_TREND_MIN_SPAN_S,
+    DEFAULT_TREND_WINDOW_S,
+    LagTrendConfig,
+    LagTrendEstimator,
+)
 
 pytestmark = [pytest.mark.unit, pytest.mark.resilience, pytest.mark.phase2]
 
@@ -32,13 +41,38 @@ L = DegradationLevel
 DWELL = 10.0
 
 
-def manager(**kw: object) -> tuple[DegradationManager, ManualClock]:
+def manager(*, warm: bool = True, **kw: object) -> tuple[DegradationManager, ManualClock]:
+    """A manager whose lag trend is already known: a consumer 1 message behind and stuck,
+    so the next lag reading counts at once (a stalled consumer does not drain its lag)."""
     clock = ManualClock()
-    return DegradationManager(clock=clock, **kw), clock  # type: ignore[arg-type]
+    m = DegradationManager(clock=clock, **kw)  # type: ignore[arg-type]
+    if warm:
+        m.update(lag(1))
+        clock.advance(DEFAULT_TREND_MIN_SPAN_S)
+        m.update(lag(1))
+        assert m.level is L.NORMAL and m.lag_trend is not None
+    return m, clock
 
 
-def lag(n: int) -> Signals:
-    return Signals(lag_messages=n)
+def lag(n: int, consumed: int | None = None) -> Signals:
+    return Signals(lag_messages=n, consumed_messages=consumed)
+
+
+def feed(
+    m: DegradationManager, clock: ManualClock, lags: Iterable[int], every: float = 0.5
+) -> list[DegradationLevel]:
+    """One reading per poll, `every` seconds apart; the level after each."""
+    levels = []
+    for n in lags:
+        clock.advance(every)
+        levels.append(m.update(lag(n)))
+    return levels
+
+
+def ramp(start: int, rate: float, seconds: float, every: float = 0.5) -> list[int]:
+    """Lag readings moving at `rate` msg/s (negative: draining) for `seconds`."""
+    steps = int(seconds / every)
+    return [max(0, int(start + rate * every * (i + 1))) for i in range(steps)]
 
 
 def test_enter_threshold_is_inclusive() -> None:
@@ -95,11 +129,11 @@ def test_lag_alone_never_reaches_circuit_break() -> None:
 def test_hysteresis_holds_between_exit_and_enter() -> None:
     m, clock = manager()
     m.update(lag(50_000))
-    for value in (49_000, 30_000, 25_000):  # below enter, at or above exit (25k)
-        clock.advance(DWELL)
-        assert m.update(lag(value)) is L.SOFT
-    clock.advance(DWELL)
-    assert m.update(lag(24_999)) is L.NORMAL
+    assert m.level is L.SOFT
+    # Draining far too slowly to matter (250 msg/s: minutes to go) down to SOFT's exit.
+    assert set(feed(m, clock, ramp(50_000, -250, 100))) == {L.SOFT}
+    assert set(feed(m, clock, [25_000] * 40)) == {L.SOFT}  # stuck at the exit: held
+    assert feed(m, clock, [24_999])[-1] is L.NORMAL
 
 
 def test_recovery_steps_down_one_level_per_dwell() -> None:
@@ -161,8 +195,8 @@ def test_noisy_signal_around_an_enter_threshold_makes_at_most_one_transition(see
 def test_signal_hovering_exactly_at_the_threshold_does_not_flap() -> None:
     m, clock = manager()
     for i in range(1_000):
-        clock.advance(1.0)
         m.update(lag(199_999 if i % 2 else 200_000))  # GRACEFUL's enter threshold
+        clock.advance(1.0)
     assert [t.to_level for t in m.transitions] == [L.GRACEFUL]
 
 
@@ -205,7 +239,7 @@ def test_transitions_are_logged_listened_to_and_summarised(
     assert summary["max_level"] == "GRACEFUL"
     assert summary["level"] == "SOFT"
     assert summary["transitions"][0] == {
-        "at_s": 0.0,
+        "at_s": DEFAULT_TREND_MIN_SPAN_S,
         "from": "NORMAL",
         "to": "GRACEFUL",
         "reason": "escalate",
@@ -276,3 +310,151 @@ def test_lag_from_librdkafka_stats() -> None:
     assert lag_from_stats(json.dumps(stats), topic="market.trades") == 1500
     assert lag_from_stats(json.dumps(stats)) == 1505
     assert lag_from_stats(json.dumps({"topics": {}})) is None
+
+
+# -- the lag trend (ADR 010) --------------------------------------------------------------
+
+
+def test_backlog_draining_fast_is_catch_up_and_stays_normal() -> None:
+    registry = new_registry()
+    m, clock = manager(warm=False, registry=registry)
+    # A run's first poll reads lag 0 (no fetch response yet), then the whole backlog.
+    levels = [m.update(lag(0))]
+    levels += feed(m, clock, ramp(1_000_000, -100_000, 9.9, every=0.1), every=0.1)
+    assert set(levels) == {L.NORMAL}  # 1M behind is 10 s from caught up: not overload
+    assert m.transitions == []
+    trend = m.lag_trend
+    assert trend is not None and trend.lag_rate_msg_s == pytest.approx(-100_000)
+    assert trend.seconds_to_drain == pytest.approx(trend.lag / 100_000)
+    assert registry.get_sample_value("k2_ingest_lag_seconds_to_drain") == pytest.approx(
+        trend.seconds_to_drain
+    )
+    assert registry.get_sample_value("k2_ingest_lag_rate_messages_per_second") == (
+        pytest.approx(-100_000)
+    )
+    status = json.loads(json.dumps(m.status()))
+    assert status["lag_trend"]["shrinking"] is True
+    assert status["lag_trend"]["seconds_to_drain"] == pytest.approx(trend.seconds_to_drain, 1e-3)
+    assert m.summary()["lag_trend"] == status["lag_trend"]
+
+
+def test_a_backlog_coming_into_view_partition_by_partition_is_not_growth() -> None:
+    m, clock = manager(warm=False)
+    m.update(lag(0))
+    # Each partition's high watermark arrives with its own fetch response or statistics.
+    levels = feed(m, clock, [700_000, 1_500_000, 2_200_000, 3_000_000], every=0.3)
+    levels += feed(m, clock, ramp(3_000_000, -100_000, 20.0, every=0.1), every=0.1)
+    assert set(levels) == {L.NORMAL} and m.transitions == []
+    assert m.lag_trend is not None and m.lag_trend.lag_rate_msg_s == pytest.approx(-100_000)
+
+
+def test_other_signals_still_apply_while_catching_up() -> None:
+    m, clock = manager(warm=False)
+    feed(m, clock, ramp(1_000_000, -100_000, 2 * DEFAULT_TREND_MIN_SPAN_S, every=0.1), every=0.1)
+    assert m.level is L.NORMAL and m.lag_trend is not None
+    still = m.lag_trend.lag - 10_000
+    assert m.update(Signals(lag_messages=still, batch_latency_s=3.5)) is L.GRACEFUL
+    assert m.transitions[-1].signal == "batch_latency_s"
+
+
+def test_growing_lag_drives_soft_then_graceful_then_aggressive_one_dwell_apart() -> None:
+    m, clock = manager(warm=False)
+    m.update(lag(0))
+    feed(m, clock, ramp(0, 5_000, 110.0))  # the feed outruns the consumer by 5k msg/s
+    changes = [(t.from_level, t.to_level, t.signal) for t in m.transitions]
+    assert changes == [
+        (L.NORMAL, L.SOFT, "lag_messages"),
+        (L.SOFT, L.GRACEFUL, "lag_messages"),
+        (L.GRACEFUL, L.AGGRESSIVE, "lag_messages"),
+    ]
+    times = [t.at for t in m.transitions]
+    assert all(b - a >= DWELL for a, b in itertools.pairwise(times))  # min time at level
+    assert m.transitions[0].value >= 50_000  # type: ignore[operator]
+    assert m.lag_trend is not None and m.lag_trend.seconds_to_drain == math.inf
+
+
+def test_a_lag_that_stops_shrinking_escalates() -> None:
+    registry = new_registry()
+    m, clock = manager(warm=False, registry=registry)
+    m.update(lag(0))
+    draining = feed(m, clock, ramp(1_000_000, -50_000, 6.0, every=0.1), every=0.1)
+    assert set(draining) == {L.NORMAL}
+    stalled_at = clock()
+    assert m.lag_trend is not None
+    stuck = feed(m, clock, [m.lag_trend.lag] * int(4 * DEFAULT_TREND_WINDOW_S / 0.5))
+    assert stuck[0] is L.NORMAL  # one stuck reading is not yet a stall
+    assert stuck[-1] is L.AGGRESSIVE  # ~700k behind and not moving
+    escalated = m.transitions[0]
+    assert escalated.to_level is L.AGGRESSIVE and escalated.signal == "lag_messages"
+    assert escalated.at - stalled_at <= 2 * DEFAULT_TREND_WINDOW_S
+    assert registry.get_sample_value("k2_ingest_lag_seconds_to_drain") == math.inf
+
+
+def test_a_drain_too_slow_for_max_drain_escalates() -> None:
+    m, clock = manager(warm=False)
+    m.update(lag(0))
+    rate = 600_000 / (2 * DEFAULT_MAX_DRAIN_S)  # shrinking, but two minutes from done
+    levels = feed(m, clock, ramp(600_000, -rate, 2 * DEFAULT_TREND_MIN_SPAN_S))
+    assert levels[0] is L.NORMAL and levels[-1] is L.AGGRESSIVE
+
+
+def test_lag_holds_by_its_exit_then_recovers_one_step_per_dwell() -> None:
+    m, clock = manager(warm=False)
+    m.update(lag(0))
+    feed(m, clock, [700_000] * int(2 * DEFAULT_TREND_MIN_SPAN_S / 0.5))
+    assert m.level is L.AGGRESSIVE
+    # The consumer gets going again: above AGGRESSIVE's exit (300k) the level is held.
+    held = feed(m, clock, ramp(700_000, -20_000, 19.5))
+    assert set(held) == {L.AGGRESSIVE}
+    feed(m, clock, ramp(300_000, -20_000, 60.0))  # down to 0, then caught up
+    steps = [(t.from_level, t.to_level, t.reason) for t in m.transitions[1:]]
+    assert steps == [
+        (L.AGGRESSIVE, L.GRACEFUL, "recover"),
+        (L.GRACEFUL, L.SOFT, "recover"),
+        (L.SOFT, L.NORMAL, "recover"),
+    ]
+    times = [t.at for t in m.transitions]
+    assert all(b - a >= DWELL for a, b in itertools.pairwise(times))
+
+
+def test_unknown_trend_neither_raises_nor_holds() -> None:
+    registry = new_registry()
+    m, clock = manager(warm=False, registry=registry)
+    assert m.update(lag(600_000)) is L.NORMAL  # one reading: no trend yet
+    assert m.lag_trend is None and m.status()["lag_trend"] is None
+    assert math.isnan(registry.get_sample_value("k2_ingest_lag_seconds_to_drain") or 0.0)
+    clock.advance(DEFAULT_TREND_MIN_SPAN_S)
+    assert m.update(lag(600_000)) is L.AGGRESSIVE  # a second later: stuck, so behind
+
+
+def test_trend_estimator_rates_and_zero_restarts_the_window() -> None:
+    est = LagTrendEstimator(LagTrendConfig(window_s=4.0, min_span_s=1.0))  # small numbers
+    assert est.observe(0.0, 0) is not None  # caught up is known at once
+    assert est.observe(0.5, 1_000_000, consumed=0) is None  # a window of one reading
+    for i in range(1, 10):  # consumer 300k msg/s, feed 100k msg/s: lag -200k msg/s
+        trend = est.observe(0.5 + i * 0.5, 1_000_000 - 100_000 * i, consumed=150_000 * i)
+    assert trend is not None
+    assert trend.lag_rate_msg_s == pytest.approx(-200_000)
+    assert trend.lag_rate_stderr == pytest.approx(0.0, abs=1e-6)
+    assert trend.consume_rate_msg_s == pytest.approx(300_000)
+    assert trend.produce_rate_msg_s == pytest.approx(100_000)
+    assert trend.span_s <= 4.0 + 0.5  # one reading at or past the window's edge is kept
+    assert trend.as_dict()["seconds_to_drain"] == pytest.approx(0.5)  # 100k left
+    stuck = est.observe(6.0, 5_000)
+    assert stuck is not None and stuck.lag == 5_000
+    assert est.observe(6.5, 0) is not None and est.observe(7.0, 10) is None  # restarted
+    noisy = LagTrendEstimator()
+    rng = random.Random(3)
+    for i in range(40):
+        last = noisy.observe(i * 0.25, 100_000 + rng.randint(-20_000, 20_000))
+    assert last is not None and last.lag_rate_stderr > 0
+    assert last.soonest_drain_s(2.0) < last.soonest_drain_s(0.0)  # doubt only speeds it
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"min_span_s": 0.0}, {"min_span_s": 16.0}, {"min_samples": 1}, {"z": -1.0}],
+)
+def test_trend_config_rejects_nonsense(kw: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        LagTrendConfig(**kw)  # type: ignore[arg-type]

@@ -6,7 +6,9 @@ SqlCatalog on a SQLite file in tmp_path. Every check counts the raw table.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,14 +17,21 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pyiceberg.catalog.sql import SqlCatalog
 
+from k2lib.clock import ManualClock
 from k2lib.errors import CommitFencedError
 from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig
 from k2lib.ingestion.dedup.memory_store import MemoryDedupStore
 from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
 from k2lib.ingestion.resilient import ResilientStages
 from k2lib.ingestion.sequence.memory import MemorySequenceTracker
-from k2lib.resilience import CircuitBreaker, DeferredSpill, DegradationManager, LoadShedder
-from k2lib.storage.table import ensure_table, latest_offsets, stored_keys
+from k2lib.resilience import (
+    CircuitBreaker,
+    DeferredSpill,
+    DegradationLevel,
+    DegradationManager,
+    LoadShedder,
+)
+from k2lib.storage.table import ensure_table, held_mask, latest_offsets, stored_keys
 from k2lib.storage.writer import IcebergWriter
 from k2lib.testing import ListDeadLetters, ListSource, MemoryStateLedger
 from k2lib.wire.codec import encode_batch
@@ -33,6 +42,12 @@ pytestmark = [pytest.mark.unit]
 TOPIC = "t.trades"
 TABLE = "t.trades"
 T0 = 1_750_000_000_000_000
+START = 1_750_000_000.0
+
+
+def stored_rows(table):
+    table.refresh()
+    return table.scan().to_arrow()
 
 
 def trades(seqs: list[int], symbol: str = "BTCUSDT") -> list[bytes]:
@@ -65,7 +80,9 @@ class Redis:
 class Process:
     """One ingest process: its own table handle, Bloom filter, buffer and stages."""
 
-    def __init__(self, tmp: Path, source: ListSource, redis: Redis, **config: float) -> None:
+    def __init__(
+        self, tmp: Path, source: ListSource, redis: Redis, wall_clock=time.time, **config: float
+    ) -> None:
         catalog = SqlCatalog(
             "t", uri=f"sqlite:///{tmp}/catalog.db", warehouse=f"file://{tmp}/warehouse"
         )
@@ -76,7 +93,10 @@ class Process:
         self.writer.delay_s = self._hold
         registry = CollectorRegistry()
         self.dedup = CommitAlignedDeduplicator(
-            redis.store, config=DedupConfig(window_s=60.0, capacity=10_000), registry=registry
+            redis.store,
+            config=DedupConfig(window_s=60.0, capacity=10_000),
+            wall_clock=wall_clock,
+            registry=registry,
         )
         stages = ResilientStages(
             manager=DegradationManager(registry=registry),
@@ -255,3 +275,60 @@ def test_every_snapshot_carries_every_partition(tmp_path: Path) -> None:
     assert after.offsets == first.offsets == {0: 2, 1: 1}
     assert after.versions[0] == first.versions[0] and after.versions[1] > first.versions[1]
     assert np.all(np.diff([first.commit_number, after.commit_number]) == 1)
+
+
+def test_a_backfill_deferred_past_the_dedup_horizon_is_checked_against_the_table(
+    tmp_path: Path,
+) -> None:
+    source = ListSource(TOPIC, 1)
+    clock = ManualClock(time.time())
+    proc = Process(tmp_path, source, Redis(), wall_clock=clock)  # windows move with it
+    source.publish(0, trades(list(range(1, 101))))
+    proc.drain()
+    # Copies of stored trades sat in the spill for longer than the horizon: Redis and the
+    # Bloom filter have forgotten the originals, the table has not.
+    stages = proc.pipeline.stages
+    assert isinstance(stages, ResilientStages)
+    late = TradeBatch.from_arrow(stored_rows(proc.table).slice(0, 10))
+    token = stages.spill.append(late.to_arrow())
+    assert token is not None
+    old = time.time() - 3600
+    os.utime(stages.spill.directory / token, (old, old))
+    clock.advance(3 * 60.0)
+    proc.drain()
+    assert stages.rechecked == 10
+    assert_exact(proc.table, 100)
+
+
+def test_records_shed_meanwhile_are_not_reported_as_gaps(tmp_path: Path) -> None:
+    redis = Redis()
+    source = ListSource(TOPIC, 1)
+    proc = Process(tmp_path, source, redis)
+    stages = proc.pipeline.stages
+    assert isinstance(stages, ResilientStages)
+    stages.manager.force(DegradationLevel.AGGRESSIVE)  # sheds every tier below 1
+    source.publish(0, trades(list(range(1, 51)), "DOGEUSDT"))
+    proc.pipeline.step()
+    assert stages.spill.pending_rows() == 50
+    assert not redis.tracker.open_gaps()  # classified on arrival, deferred, not missing
+    stages.manager.force(None)
+    stages.manager.force(DegradationLevel.NORMAL)
+    proc.drain()
+    assert stages.spill.pending_rows() == 0
+    assert not redis.tracker.open_gaps()
+    assert_exact(proc.table, 50)
+
+
+def test_held_mask_reads_the_table_exactly(tmp_path: Path) -> None:
+    source = ListSource(TOPIC, 2)
+    proc = Process(tmp_path, source, Redis())
+    source.publish(0, trades([1, 2, 3]))
+    source.publish(1, trades([7], "ETHUSDT"))
+    proc.drain()
+    mask = held_mask(
+        proc.table,
+        ["binance", "binance", "binance", "kraken", "binance"],
+        ["BTCUSDT", "BTCUSDT", "ETHUSDT", "BTCUSDT", "ETHUSDT"],
+        [2, 4, 7, 2, 1],
+    )
+    assert mask.tolist() == [True, False, True, False, False]

@@ -112,7 +112,7 @@ NAMES = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), 
 @given(
     exchange=NAMES.filter(lambda s: len(s) <= 16),
     symbol=NAMES.filter(lambda s: len(s) <= 16),
-    seq=st.integers(0, 2**63 - 1),
+    seq=st.integers(0, 2**53 - 1),
     ts=st.integers(MIN_TS_US, MAX_TS_US - 1),
     price=st.integers(1, MAX_DECIMAL_INT),
     qty=st.integers(1, MAX_DECIMAL_INT),

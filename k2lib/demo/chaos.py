@@ -15,6 +15,8 @@ back: `exactly_once` is true when every unique record sent is stored once.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -35,10 +37,11 @@ from k2lib.resilience.levels import DegradationLevel
 from k2lib.resilience.manager import DegradationConfig
 from k2lib.resilience.signals import INF, Thresholds
 from k2lib.stack import LocalStack
+from k2lib.stack.process import recorded_process
 from k2lib.stack.services import create_topics
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["DEMO_DEGRADATION", "ChaosConfig", "ChaosRun", "exactly_once_check"]
+__all__ = ["DEMO_DEGRADATION", "EXTRA_SCENARIOS", "ChaosConfig", "ChaosRun", "exactly_once_check"]
 
 # Laptop-sized thresholds and a short dwell, so the whole cascade fits in a demo.
 DEMO_DEGRADATION = DegradationConfig(
@@ -47,6 +50,9 @@ DEMO_DEGRADATION = DegradationConfig(
     min_dwell_s=2.0,
 )
 SCENARIOS = ("burst", "slow_commit", "redis_outage")
+# Also available, not in the default run (it stalls every client of the local broker):
+# "broker_freeze" stops the broker process (SIGSTOP) for `broker_freeze_s`.
+EXTRA_SCENARIOS = ("broker_freeze",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +62,7 @@ class ChaosConfig:
     slow_commit_s: float = 3.0
     slow_commits: int = 3
     redis_outage_s: float = 8.0
+    broker_freeze_s: float = 8.0
     settle_timeout_s: float = 60.0
     seed: int = 21
     scenarios: tuple[str, ...] = SCENARIOS
@@ -169,6 +176,8 @@ class ChaosRun:
             time.sleep(cfg.redis_outage_s)
             stack.start_service("redis")
             self._event("redis started")
+        if "broker_freeze" in cfg.scenarios and not self.base.kafka_external:
+            self._freeze_broker(cfg.broker_freeze_s)
         settled = self._settle(pipeline)
         pipeline.stop()
         worker.join(timeout=60)
@@ -182,6 +191,21 @@ class ChaosRun:
             "topic": s.topic,
             "table": s.table,
         }
+
+    def _freeze_broker(self, seconds: float) -> None:
+        record = recorded_process(self.base.state_dir, "broker")
+        running = record.running() if record is not None else None
+        if running is None:
+            self._event("broker freeze skipped: no local broker recorded")
+            return
+        self._event("broker frozen", seconds=seconds)
+        os.kill(running.pid, signal.SIGSTOP)
+        try:
+            self._wait_level(DegradationLevel.CIRCUIT_BREAK, timeout=seconds)
+            time.sleep(max(0.0, seconds - 1.0))
+        finally:
+            os.kill(running.pid, signal.SIGCONT)
+        self._event("broker resumed")
 
     def _publish(self, records: int, label: str) -> None:
         summary = replay(_Slice(self._feed, records, label), self.settings, faults=FaultSpec())
