@@ -8,10 +8,17 @@ needs 5 minutes of Iceberg and 10 minutes of Kafka. Both are built once and reus
 
 `value` is the hybrid p50 in ms; `baseline` the historical-only p50 of the same window in
 the same run; `ratio = value / baseline`.
+
+`run(compaction=True)` (`k2 bench query --compaction`) adds the compaction section
+(`run_compaction`): a table written by 2,000 micro-batch commits (500 rows each, one per
+second of feed time, snapshots expired as ingest does), queried for the last 15 minutes
+before and after `compact()`, against the same rows written in large batches. Only the
+Iceberg side changes with compaction, so it times historical-only queries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import time
@@ -32,10 +39,13 @@ from k2lib.query.testing import (
     produce,
     synthetic_trades,
 )
+from k2lib.storage.compaction import CompactionConfig, compact
+from k2lib.storage.maintenance import MaintenanceConfig, run_maintenance
 from k2lib.storage.table import TABLE_PROPERTIES, ensure_table, latest_offsets
+from k2lib.storage.writer import IcebergWriter
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["BENCH_TABLE", "BENCH_TOPIC", "prepare", "run"]
+__all__ = ["BENCH_TABLE", "BENCH_TOPIC", "prepare", "run", "run_compaction"]
 
 BENCH_TABLE = "bench.trades_10m"
 BENCH_TOPIC = "bench.trades"
@@ -56,6 +66,11 @@ WARMUP = 3
 ROW_GROUP_PROPERTY = "write.parquet.row-group-limit"
 ROW_GROUP_ROWS = int(TABLE_PROPERTIES[ROW_GROUP_PROPERTY])
 TAIL_FIRST_SEQ = 10**12
+COMPACTION_TABLE = "bench.compaction"
+MICRO_COMMITS = 2_000
+MICRO_ROWS = 500
+MICRO_STEP_US = 1_000_000  # one commit per second of feed time: ingest's default cadence
+COMPACTION_RATIO_MAX = 1.2
 
 Log = Callable[[str], None]
 
@@ -67,9 +82,11 @@ def run(
     tail: int = 100_000,
     queries: int = 50,
     row_group_rows: int = ROW_GROUP_ROWS,
+    compaction: bool = False,
     log: Log | None = None,
 ) -> dict[str, Any]:
-    """Prepare (or reuse) the data set, then time `queries` of each source, interleaved."""
+    """Prepare (or reuse) the data set, then time `queries` of each source, interleaved.
+    `compaction`: also run the compaction section (`run_compaction`)."""
     say = log or _stderr
     name = BENCH_TABLE if row_group_rows == ROW_GROUP_ROWS else f"{BENCH_TABLE}_rg{row_group_rows}"
     bench = settings.with_(table=name, topic=BENCH_TOPIC, partitions=BENCH_PARTITIONS)
@@ -92,6 +109,7 @@ def run(
     hybrid_p50 = statistics.median(timings["hybrid"])
     hist_p50 = statistics.median(timings["historical"])
     prov = answers["hybrid"]
+    extra = {"compaction": run_compaction(settings, log=say)} if compaction else {}
     return {
         "name": "query",
         "value": round(hybrid_p50, 3),
@@ -117,7 +135,136 @@ def run(
         "topic": BENCH_TOPIC,
         "targets": {"p50_ms_max": 100, "ratio_max": 1.5},
         "met": hybrid_p50 <= 100 and hybrid_p50 / hist_p50 <= 1.5,
+        **extra,
     }
+
+
+def run_compaction(
+    settings: K2Settings,
+    *,
+    commits: int = MICRO_COMMITS,
+    rows_per_commit: int = MICRO_ROWS,
+    queries: int = 10,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Historical p50 of the last 15 minutes of a micro-batch table before and after
+    compaction, and of the same rows written in large batches. The micro-batch table is
+    rebuilt each run (compaction changes it); the large-batch one is reused."""
+    say = log or _stderr
+    catalog = load_k2_catalog(settings)
+    micro_name, large_name = f"{COMPACTION_TABLE}_micro", f"{COMPACTION_TABLE}_large"
+    batches = _micro_batches(commits, rows_per_commit)
+    t = time.perf_counter()
+    micro = _micro_table(catalog, micro_name, batches, say)
+    build_s = time.perf_counter() - t
+    large = _large_table(catalog, large_name, batches, say)
+    end_us = HISTORY_START_US + commits * MICRO_STEP_US
+    window = (max(HISTORY_START_US, end_us - WINDOW_US), end_us)
+
+    def p50(name: str) -> tuple[float, int]:
+        return _historical_p50(settings.with_(table=name, topic=BENCH_TOPIC), window, queries)
+
+    files_before = _file_count(micro)
+    say(f"timing {queries} historical queries on {micro_name} ({files_before} files)")
+    before_ms, before_rows = p50(micro_name)
+    say("compacting")
+    done = compact(micro, CompactionConfig(), progress=say).summary()
+    after_ms, after_rows = p50(micro_name)
+    large_ms, large_rows = p50(large_name)
+    if not before_rows == after_rows == large_rows:
+        raise AssertionError(f"answers differ: {before_rows}, {after_rows}, {large_rows}")
+    ratio = after_ms / large_ms
+    return {
+        "commits": commits,
+        "rows_per_commit": rows_per_commit,
+        "table_rows": commits * rows_per_commit,
+        "build_seconds": round(build_s, 1),
+        "rows_returned": after_rows,
+        "queries": queries,
+        "files_before": files_before,
+        "files_after": _file_count(micro),
+        "files_large": _file_count(large),
+        "p50_before_ms": round(before_ms, 3),
+        "p50_after_ms": round(after_ms, 3),
+        "p50_large_batches_ms": round(large_ms, 3),
+        "ratio_after_to_large": round(ratio, 3),
+        "speedup": round(before_ms / after_ms, 2),
+        "compact": done,
+        "target": f"p50 after <= {COMPACTION_RATIO_MAX} x large-batch p50",
+        "met": ratio <= COMPACTION_RATIO_MAX,
+        "tables": [micro_name, large_name],
+    }
+
+
+def _micro_batches(commits: int, rows: int) -> list[TradeBatch]:
+    out: list[TradeBatch] = []
+    seqs: dict[str, int] = {}
+    for i in range(commits):
+        start = HISTORY_START_US + i * MICRO_STEP_US
+        batch = synthetic_trades(
+            rows, start_us=start, span_us=MICRO_STEP_US, first_seq=seqs, seed=i
+        )
+        seqs = next_seq(batch, seqs)
+        out.append(batch)
+    return out
+
+
+def _micro_table(catalog: Any, name: str, batches: list[TradeBatch], log: Log) -> Table:
+    """One IcebergWriter commit per batch, with ingest's snapshot expiry (no compaction)."""
+    with contextlib.suppress(NoSuchTableError):
+        catalog.purge_table(name)
+    table = ensure_table(catalog, name)
+    partitions = range(BENCH_PARTITIONS)
+    writer = IcebergWriter(table, BENCH_TOPIC, partitions=partitions)
+    upkeep = MaintenanceConfig(compact_every_commits=0)
+    offset = 0
+    for i, batch in enumerate(batches, 1):
+        offset += len(batch)
+        writer.commit(batch, dict.fromkeys(partitions, offset))
+        run_maintenance(table, upkeep, commits=i, skip_optional_work=False)
+        if i % 200 == 0:
+            log(f"{name}: {i}/{len(batches)} micro-batch commits")
+    return table
+
+
+def _large_table(catalog: Any, name: str, batches: list[TradeBatch], log: Log) -> Table:
+    rows = sum(len(b) for b in batches)
+    try:
+        table = catalog.load_table(name)
+        snap = table.current_snapshot()
+        if snap is not None and int(snap.summary["total-records"]) == rows:
+            log(f"reusing {name} ({rows} rows)")
+            return table
+        catalog.purge_table(name)
+    except NoSuchTableError:
+        pass
+    table = ensure_table(catalog, name)
+    whole = TradeBatch.concat(batches)
+    offsets = dict.fromkeys(range(BENCH_PARTITIONS), rows)
+    for start in range(0, rows, CHUNK_ROWS):
+        chunk = whole.take(np.arange(start, min(rows, start + CHUNK_ROWS)))
+        append_with_offsets(table, chunk, BENCH_TOPIC, offsets)
+    log(f"{name}: {rows} rows in {-(-rows // CHUNK_ROWS)} large commits")
+    return table
+
+
+def _historical_p50(
+    settings: K2Settings, window: tuple[int, int], queries: int
+) -> tuple[float, int]:
+    timings, rows = [], 0
+    with HybridQueryEngine(settings) as engine:
+        for i in range(WARMUP + queries):
+            t = time.perf_counter()
+            result = engine.query(SYMBOL, *window, exchange=EXCHANGE, source="historical")
+            if i >= WARMUP:
+                timings.append((time.perf_counter() - t) * 1e3)
+            rows = len(result)
+    return statistics.median(timings), rows
+
+
+def _file_count(table: Table) -> int:
+    table.refresh()
+    return len(table.inspect.files()) if table.current_snapshot() is not None else 0
 
 
 def prepare(

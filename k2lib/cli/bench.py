@@ -19,7 +19,9 @@ NAMES = ("ingest", "sequence", "dedup", "query", "notebooks", "all")
 RESULTS = Path("bench/results.json")
 
 
-def run_one(name: str, settings: K2Settings, *, messages: int | None = None) -> dict[str, Any]:
+def run_one(
+    name: str, settings: K2Settings, *, messages: int | None = None, compaction: bool = False
+) -> dict[str, Any]:
     if name == "ingest":
         from k2lib.bench import ingest
 
@@ -35,7 +37,7 @@ def run_one(name: str, settings: K2Settings, *, messages: int | None = None) -> 
     if name == "query":
         from k2lib.bench import query
 
-        return query.run(settings)
+        return query.run(settings, compaction=compaction)
     if name == "notebooks":
         from k2lib.bench import notebooks
 
@@ -70,7 +72,12 @@ def machine() -> dict[str, Any]:
     is_flag=True,
     help="Also write bench/results.json and regenerate docs/performance.md.",
 )
-def command(name: str, fmt: str, messages: int | None, write: bool) -> None:
+@click.option(
+    "--compaction",
+    is_flag=True,
+    help="query: also time a table of 2,000 micro-batch commits before and after compaction.",
+)
+def command(name: str, fmt: str, messages: int | None, write: bool, compaction: bool) -> None:
     """Measure K2 against the raw client or library doing the same work, in one run.
 
     Prints one JSON object per benchmark:
@@ -81,6 +88,8 @@ def command(name: str, fmt: str, messages: int | None, write: bool) -> None:
     """
     if messages is not None and name not in ("ingest", "all"):
         raise click.BadParameter("--messages applies to the ingest benchmark only")
+    if compaction and name not in ("query", "all"):
+        raise click.BadParameter("--compaction applies to the query benchmark only")
     from k2lib.stack import LocalStack
 
     settings = K2Settings.from_env()
@@ -89,7 +98,7 @@ def command(name: str, fmt: str, messages: int | None, write: bool) -> None:
     results = []
     for n in names:
         click.echo(f"bench {n} ...", err=True)
-        result = run_one(n, settings, messages=messages)
+        result = run_one(n, settings, messages=messages, compaction=compaction)
         results.append(result)
         if fmt == "json":
             click.echo(json.dumps(result))

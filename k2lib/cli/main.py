@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest",
     "query": "query",
     "gaps": "gaps",
+    "compact": "compact",
     "chaos": "chaos",
     "bench": "bench",
     "api": "api",

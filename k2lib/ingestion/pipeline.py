@@ -50,7 +50,7 @@ from k2lib.ingestion.seams import (
 )
 from k2lib.ingestion.stages import CommitTicket, Stages
 from k2lib.monitoring import new_registry
-from k2lib.storage.maintenance import expire_snapshots
+from k2lib.storage.maintenance import run_maintenance
 from k2lib.storage.table import SnapshotOffsets
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
@@ -382,9 +382,12 @@ class IngestPipeline:
         self.metrics.table_rows.set(self.counts.written)
         self.resume = result.offsets
         self.committed_offsets = job.offsets
-        every = self.config.maintenance.every_commits
-        if every and self.counts.commits % every == 0 and not self.stages.skip_optional_work():
-            expire_snapshots(self.table, self.config.maintenance.keep_snapshots)
+        run_maintenance(
+            self.table,
+            self.config.maintenance,
+            commits=self.counts.commits,
+            skip_optional_work=self.stages.skip_optional_work(),
+        )
         return True
 
     # -- a run --------------------------------------------------------------------------
