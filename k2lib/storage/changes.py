@@ -1,7 +1,8 @@
 """What the table added after a sequence number: the rows Redis state is rebuilt from.
 
 Every Iceberg snapshot has a sequence number, and every live data file carries the number
-of the snapshot that added its rows (kept when manifests are merged or files rewritten).
+of the snapshot that added its rows (kept when manifests are merged; a compaction's new
+files carry its own, so a sync after one replays the rewritten rows: harmless, only time).
 So "the rows committed after sequence number s" is exact, including rows backfilled from
 the spill, whose Kafka offsets are older than the snapshot that stored them.
 """

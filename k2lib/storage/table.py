@@ -161,7 +161,9 @@ def _int_map(raw: str) -> dict[int, int]:
 
 
 def latest_offsets(table: Table) -> SnapshotOffsets:
-    """Offsets of the newest snapshot that recorded any (maintenance snapshots record none)."""
+    """Offsets of the newest snapshot that recorded any: a K2 commit, or a compaction, which
+    copies those of the snapshot it rewrote (ADR 014); an expiry or a foreign append records
+    none, and the walk goes on to its parent."""
     snapshot = table.current_snapshot()
     while snapshot is not None:
         found = offsets_of(snapshot)
