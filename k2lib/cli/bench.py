@@ -19,7 +19,14 @@ NAMES = ("ingest", "sequence", "dedup", "query", "notebooks", "all")
 RESULTS = Path("bench/results.json")
 
 
-def run_one(name: str, settings: K2Settings, *, messages: int | None = None) -> dict[str, Any]:
+def run_one(
+    name: str, settings: K2Settings, *, messages: int | None = None, workers: int | None = None
+) -> dict[str, Any]:
+    if name == "ingest" and workers is not None:
+        from k2lib.bench import ingest
+        from k2lib.bench import workers as group
+
+        return group.run(settings, workers=workers, records=messages or ingest.DEFAULT_RECORDS)
     if name == "ingest":
         from k2lib.bench import ingest
 
@@ -66,11 +73,18 @@ def machine() -> dict[str, Any]:
     help="Backlog size for `ingest` (default 1,000,000 trades).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=2),
+    default=None,
+    help="For `ingest`: run 1 and N `k2 ingest` processes in one consumer group on the "
+    "same backlog, against 1 and N raw group consumers, instead of the single-process bench.",
+)
+@click.option(
     "--write",
     is_flag=True,
     help="Also write bench/results.json and regenerate docs/performance.md.",
 )
-def command(name: str, fmt: str, messages: int | None, write: bool) -> None:
+def command(name: str, fmt: str, messages: int | None, workers: int | None, write: bool) -> None:
     """Measure K2 against the raw client or library doing the same work, in one run.
 
     Prints one JSON object per benchmark:
@@ -78,9 +92,17 @@ def command(name: str, fmt: str, messages: int | None, write: bool) -> None:
     `notebooks` runs the demo notebooks headless and compares their runtime with the
     demo's budget (no raw client does that work). `ingest` also reports the full-stages
     catch-up of the backlog with degradation on against off (`catch_up_ratio`).
+    `ingest --workers N` instead reports K2's 1 -> N worker scaling against the raw
+    client's own (`ingest_workers`), each worker a separate process.
     """
     if messages is not None and name not in ("ingest", "all"):
         raise click.BadParameter("--messages applies to the ingest benchmark only")
+    if workers is not None and name != "ingest":
+        raise click.BadParameter("--workers applies to the ingest benchmark only")
+    if workers is not None and write:
+        raise click.BadParameter(
+            "--write regenerates the whole report; record `--workers` results by hand"
+        )
     from k2lib.stack import LocalStack
 
     settings = K2Settings.from_env()
@@ -89,7 +111,7 @@ def command(name: str, fmt: str, messages: int | None, write: bool) -> None:
     results = []
     for n in names:
         click.echo(f"bench {n} ...", err=True)
-        result = run_one(n, settings, messages=messages)
+        result = run_one(n, settings, messages=messages, workers=workers)
         results.append(result)
         if fmt == "json":
             click.echo(json.dumps(result))
