@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -265,7 +266,6 @@ def _k2_arm(settings: K2Settings, n: int, records: int, tag: str, work: Path) ->
                 partitions=tuple(sorted(next((p for _, p in reversed(events) if p), ()))),
             )
         )
-        summaries.append(summary)
     result = _arm_result("k2", runs, records, complete_at)
     written = sum(r.records for r in runs)
     result.update(
@@ -310,12 +310,16 @@ def run(
     started = time.monotonic()
     order = [1, workers, workers, 1][: 2 * RUNS_PER_ARM]
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="k2-bench-workers-") as tmp:
-        work = Path(tmp)
+    # The workers' logs; kept (and named in the error) when a run fails.
+    work = Path(tempfile.mkdtemp(prefix=f"bench-workers-{tag}-"))
+    try:
         for kind in ("raw", "k2"):
             arm = _raw_arm if kind == "raw" else _k2_arm
             for n in order:
                 runs.append(arm(topic, n, records, tag, work))
+    except (BenchError, OSError, ValueError) as exc:
+        raise BenchError(f"{exc} (worker logs in {work})") from exc
+    shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     k2_1, k2_n = _best(runs, "k2", 1), _best(runs, "k2", workers)
     raw_1, raw_n = _best(runs, "raw", 1), _best(runs, "raw", workers)
