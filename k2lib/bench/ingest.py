@@ -40,7 +40,7 @@ from k2lib.resilience.signals import INF, Thresholds
 from k2lib.resilience.spill import spill_directory
 from k2lib.wire.codec import decode_batch
 
-__all__ = ["BASELINE_VARIANTS", "NO_DEGRADATION", "run"]
+__all__ = ["BASELINE_VARIANTS", "NO_DEGRADATION", "forget_feed", "run"]
 
 DEFAULT_RECORDS = 1_000_000
 RUNS_PER_ARM = 2  # in ABBA order: off, on, on, off
@@ -106,7 +106,7 @@ def _pipeline(
     return summary
 
 
-def _forget_feed(settings: K2Settings) -> None:
+def forget_feed(settings: K2Settings) -> None:
     """Drop the feed's Redis state (dedup keys, sequence state, status) and its spill."""
     client = redis_client(settings)
     keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=10_000))
@@ -117,7 +117,7 @@ def _forget_feed(settings: K2Settings) -> None:
 
 def _catch_up(settings: K2Settings, records: int, degraded: bool) -> dict[str, Any]:
     """One full-stages run over the backlog, until every record is in the table."""
-    _forget_feed(settings)
+    forget_feed(settings)
     config = None if degraded else NO_DEGRADATION
     first = _pipeline(settings, records=records, degradation=config, full=True)
     seconds, written, backfill_runs = first["bench_seconds"], first["written"], 0
@@ -176,7 +176,7 @@ def run(settings: K2Settings, *, records: int = DEFAULT_RECORDS, seed: int = 5) 
     for i, degraded in enumerate(order):
         table = f"bench.ingest_{'on' if degraded else 'off'}{i}_{tag}"
         runs.append(_catch_up(topic.with_(table=table), records, degraded))
-    _forget_feed(topic)
+    forget_feed(topic)
     on_rates = [r["msg_s"] for r in runs if r["degradation"] == "on"]
     off_rates = [r["msg_s"] for r in runs if r["degradation"] == "off"]
     on, off = max(on_rates), max(off_rates)

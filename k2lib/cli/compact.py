@@ -43,8 +43,8 @@ def command(day: dt.datetime | None, min_files: int, target_mb: float) -> None:
     """
     from pyiceberg.exceptions import NoSuchTableError
 
+    from k2lib.connect import load_k2_catalog
     from k2lib.errors import StorageError
-    from k2lib.stack.catalog import load_k2_catalog
     from k2lib.storage.compaction import CompactionConfig, compact
 
     settings = K2Settings.from_env()

@@ -180,8 +180,9 @@ class CostModel:
         ia_days = max(0.0, min(gir if gir is not None else r, r) - ia) if ia is not None else 0.0
         gir_days = max(0.0, r - gir) if gir is not None else 0.0
         target = p.target_file_mb * 2**20
-        # Compact once a target-size file's worth has landed: sooner rewrites data twice.
-        compaction_s = min(max(target / parquet_rate, p.min_compaction_interval_s), 86_400.0)
+        # `k2 ingest`'s maintenance compacts the table every `compact_every_commits` of its
+        # own commits, so with several workers the table sees one that much more often.
+        compaction_s = min(p.compact_every_commits * p.commit_interval_s / consumers, 86_400.0)
         commits = consumers * SECONDS_PER_MONTH / p.commit_interval_s
         small_files = commits * m.files_per_commit.value
         runs = SECONDS_PER_MONTH / compaction_s

@@ -24,14 +24,16 @@ SIZING_RULES = (
     "replicas and each full-stream consumer group; at least one broker per AZ, whole AZ "
     "sets; enough brokers for the partition replicas and for retention × RF / disk fill at "
     "16 TiB a broker. Storage is that retention, or only the hot part with tiered storage.",
-    "- **Consumers**: peak msg/s / (measured msg/s per core × target utilisation), one "
-    "process per core and per partition, on 2-vCPU instances. Feed handlers the same from "
-    "produce throughput; the query API from queries × CPU per query.",
+    "- **Consumers**: `k2 ingest` workers in one consumer group, peak msg/s / (measured "
+    "msg/s per worker × target utilisation); a worker is one process on one core (Python), "
+    "at most one per partition, on 2-vCPU instances. Feed handlers the same from produce "
+    "throughput; the query API from queries × CPU per query.",
     "- **ElastiCache Redis**: dedup keys in the horizon at peak × bytes per key, and one "
     "write per message against a per-shard ops ceiling; one replica per shard.",
     "- **S3**: Parquet bytes per message (wire / measured compression ratio) × rate × "
     "retention, split Standard / Standard-IA / Glacier IR by the lifecycle days. PUTs: "
-    "consumers × commits × (data files + metadata files), plus compaction. GETs: per "
+    "workers × commits × (data files + metadata files), plus compaction (`k2 compact`, "
+    "which each worker's maintenance runs every compact_every_commits of its commits). GETs: per "
     "query, metadata plus the small files of one consumer in the window, plus compaction "
     "reads. Lifecycle transitions per compacted file.",
     "- **Glue**: two requests per commit, compaction and Athena scan, one per API query.",

@@ -1,9 +1,10 @@
 """Optimization triggers: the points, computed by the model, at which K2 must change.
 
 Two kinds:
-- limits of K2 as shipped (partitions, one Redis shard, one table's commit rate, one MSK
-  cluster). Their pressure is linear in the message rate, so each breaks at
-  rate / pressure.
+- limits of K2 as shipped (one worker, partitions, one Redis shard, one table's commit rate,
+  one MSK cluster). Their pressure is linear in the message rate, so each breaks at
+  rate / pressure. Each action names the mechanism K2 has for it (workers in one consumer
+  group, `k2 up --cluster`'s Redis Cluster, `k2 compact`) or says that K2 lacks one.
 - changes that save money (tiered storage, lifecycle rules, commitments, commit cadence).
   Each is priced by running the model twice, with and without the change; it is worth
   making once it saves `SizingPolicy.min_monthly_saving_usd` a month.
@@ -71,19 +72,37 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
     def breaks_at(name: str) -> float:
         return rate / press[name].ratio
 
+    per_worker = m.ingest_messages_per_core.value * p.target_cpu_utilization
     out = [
         Trigger(
-            name="more_partitions_and_consumers",
+            name="add_ingest_workers",
+            metric="messages_per_second",
+            threshold=rate / press["Kafka partitions"].demand,
+            unit="msg/s",
+            at_baseline=rate,
+            direction="above",
+            action=f"One `k2 ingest` process carries {per_worker:,.0f} msg/s at "
+            f"{p.target_cpu_utilization:.0%} CPU (measured per worker: "
+            f"{m.ingest_messages_per_core.value:,.0f} msg/s) at a {baseline.peak_to_average:g}x "
+            "peak. Start more `k2 ingest` processes with the same settings: they share the "
+            "topic's partitions as one consumer group (default k2-ingest.<topic>.<table>, "
+            "cooperative-sticky), and each commit is compare-and-set on its partitions' "
+            f"versions, so no record is stored twice. {d.consumer_processes} at baseline, "
+            f"{at[10.0].consumer_processes} at 10x, {at[100.0].consumer_processes} at 100x.",
+        ),
+        Trigger(
+            name="more_partitions",
             metric="messages_per_second",
             threshold=breaks_at("Kafka partitions"),
             unit="msg/s",
             at_baseline=rate,
             direction="above",
-            action=f"{p.partitions} partitions feed at most {p.partitions} consumers of "
-            f"{m.ingest_messages_per_core.value * p.target_cpu_utilization:,.0f} msg/s each "
-            f"at a {baseline.peak_to_average:g}x peak. Add partitions before then (they can "
-            f"only grow, and growing moves keys between partitions) with one consumer per "
-            f"partition: {at[10.0].partitions} at 10x, {at[100.0].partitions} at 100x.",
+            action=f"{p.partitions} partitions give work to at most {p.partitions} workers; "
+            "one more joins the group idle. Create the topic with more partitions "
+            f"(K2_PARTITIONS) before the feed starts: {at[10.0].partitions} at 10x, "
+            f"{at[100.0].partitions} at 100x. Not built: K2 cannot grow a live topic, which "
+            "moves keys to other partitions while their sequence and dedup state stays "
+            "with the old one.",
         ),
         Trigger(
             name="redis_cluster_mode",
@@ -95,9 +114,13 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
             action=f"One shard takes {p.redis_ops_per_shard:,.0f} dedup writes/s (baseline "
             f"peak: {d.peak_messages_per_second * p.redis_ops_per_message:,.0f}/s, "
             f"{d.redis_memory_gb:,.1f} GB of keys for a {p.dedup_horizon_s / 60:g} min horizon). "
-            f"Move dedup and sequence state to ElastiCache cluster mode "
-            f"({at[10.0].redis_shards} shards at 10x, {at[100.0].redis_shards} at 100x); "
-            "hash-tag keys by {exchange:symbol} so each batch's Lua call stays on one shard.",
+            "Move to a Redis Cluster as `k2 up --cluster` runs one (K2_PROFILE=cluster, "
+            "ElastiCache cluster mode on AWS): keys are hash-tagged per prefix, so a feed's "
+            "sequence state, dedup keys and ledger sit in different slots and feeds and "
+            f"tables spread over the shards ({at[10.0].redis_shards} shards at 10x, "
+            f"{at[100.0].redis_shards} at 100x). Not built: one feed's dedup keys share one "
+            "slot, so past one shard a single feed needs a hash tag per partition group "
+            "(ADR 013).",
         ),
         Trigger(
             name="iceberg_single_committer",
@@ -106,10 +129,13 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
             unit="msg/s",
             at_baseline=rate,
             direction="above",
-            action=f"Every consumer commits every {p.commit_interval_s:g} s; beyond "
-            f"{p.max_table_commits_per_s:g} commit/s optimistic Iceberg commits on one table "
-            "collide and retry. Hand files and offsets to one committer per table that "
-            "appends them in a single snapshot, or lengthen the interval.",
+            action=f"Every worker commits its own partitions every {p.commit_interval_s:g} s; "
+            f"beyond {p.max_table_commits_per_s:g} commit/s the compare-and-set commits on one "
+            "table collide and retry (each retry re-reads the table). Not built: K2 has no "
+            "single committer per table that takes the workers' files and offsets and "
+            "appends them in one snapshot. Until it does, lengthen `--commit-interval` so "
+            "workers / interval stays under the limit (hybrid queries read the Kafka tail, "
+            "so freshness does not suffer).",
         ),
         Trigger(
             name="msk_cluster_limit",
@@ -146,10 +172,13 @@ def _compaction(model: CostModel, base: CostReport) -> Trigger:
         direction="below",
         action=f"Below {threshold:.0f} s between commits, commit PUTs cost more than "
         f"{p.request_share_of_storage:.0%} of S3 storage. Commit less often (hybrid queries "
-        "read the Kafka tail, so a longer interval costs no freshness) and compact "
-        f"each day partition every {d.compaction_interval_s / 60:.0f} min, when "
-        f"{p.target_file_mb:g} MB has landed: a {base.workload.api_query_window_minutes:g}-"
-        f"minute single-symbol query then opens {d.files_per_query:,.0f} files.",
+        "read the Kafka tail, so a longer interval costs no freshness). `k2 compact` "
+        f"rewrites a day's small files into {p.target_file_mb:g} MB ones, and each "
+        f"worker's maintenance runs it every {p.compact_every_commits:g} of its commits: "
+        f"every {d.compaction_interval_s / 60:.0f} min with {d.consumer_processes} "
+        f"worker{'' if d.consumer_processes == 1 else 's'} "
+        f"at baseline, when a {base.workload.api_query_window_minutes:g}-minute "
+        f"single-symbol query opens {d.files_per_query:,.0f} files.",
     )
 
 

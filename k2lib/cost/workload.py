@@ -33,6 +33,13 @@ DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
 
 Status = Literal["measured", "assumed"]
 
+# `k2 bench ingest --workers 2`: one `k2 ingest` process, full stages, alone in its group.
+PER_WORKER_MSG_S = 109_649.1
+PER_WORKER_SOURCE = (
+    "k2 bench ingest --workers 2 --messages 1000000, 2026-12-02 03:07 UTC, load average 1.94 "
+    "on 2 cores: the best 1-worker run (docs/performance.md, workers)"
+)
+
 
 def _check(name: str, value: float | None, *, low: float = 0.0, strict: bool = True) -> None:
     if value is None:
@@ -125,7 +132,8 @@ class Input:
 
 @dataclass(frozen=True, kw_only=True)
 class MeasuredInputs:
-    """K2's own numbers. Defaults are assumed (deterministic); `k2lib.cost.measure` measures."""
+    """K2's own numbers. Defaults are deterministic: assumed, or recorded from a dated run;
+    `k2lib.cost.measure` measures this machine."""
 
     wire_bytes_per_message: Input = Input(
         value=96.0, unit="bytes", status="assumed", source="no k2lib.wire.codec; assumed 96 B"
@@ -143,11 +151,14 @@ class MeasuredInputs:
         source="the Binance captures written with the table's zstd settings gave 14.8 B/row "
         "on 2026-11-25; 20 B allows for many more symbols per file",
     )
+    # One `k2 ingest` process is one worker of the consumer group, and Python runs it on one
+    # core: the fleet is sized in workers, one per core. Measured, not assumed: see the
+    # "workers" section of docs/performance.md for the run and its load average.
     ingest_messages_per_core: Input = Input(
-        value=50_000.0,
-        unit="msg/s per core",
-        status="assumed",
-        source="conservative default until `k2 bench ingest` writes bench/results.json",
+        value=PER_WORKER_MSG_S,
+        unit="msg/s per worker (one k2 ingest process, one core)",
+        status="measured",
+        source=PER_WORKER_SOURCE,
     )
     produce_messages_per_core: Input = Input(
         value=100_000.0,
@@ -192,8 +203,10 @@ class SizingPolicy:
     min_instances: int = 2  # per fleet, across two AZs
     commit_interval_s: float = 10.0
     metadata_files_per_commit: float = 3.0  # manifest, manifest list, metadata.json
-    target_file_mb: float = 256.0
-    min_compaction_interval_s: float = 900.0
+    # `k2 compact` (and ingest's maintenance, which runs it): rewritten files of 128 MB, a
+    # rewrite every 200 commits of each worker (MaintenanceConfig.compact_every_commits).
+    target_file_mb: float = 128.0
+    compact_every_commits: float = 200.0
     gets_per_file_read: float = 2.0  # Parquet footer, then the row groups
     max_table_commits_per_s: float = 1.0  # optimistic Iceberg commits contend beyond this
     dedup_horizon_s: float = 900.0
