@@ -100,6 +100,7 @@ class IngestPipeline:
         self.resume = sink.base
         self.last_commit = clock()
         self._stop = False
+        self._closing = False
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
         self._inflight: _InFlight | None = None
         self._rate_window: tuple[float, int] = (clock(), 0)
@@ -170,6 +171,12 @@ class IngestPipeline:
         base = self.writer.adopt(partitions)
         self.stages.adopt(partitions)
         start = self._start_offsets(base, partitions)
+        recorded = [p for p in partitions if p in base.offsets]
+        if base.topic == self.consumer.topic and recorded and not start:
+            # The table's offsets belong to a topic the broker no longer has (recreated):
+            # these partitions are read again from 0, as `_seek` does for a lone reader.
+            log.warning("topic %s was recreated: reading %s from 0", base.topic, recorded)
+            self.consumer.resets.extend(recorded)
         self.next_offsets.update(start)
         self.committed_offsets.update(start)
         log.info("assigned partitions %s at %s", partitions, start)
@@ -177,8 +184,9 @@ class IngestPipeline:
 
     def revoked(self, partitions: list[int]) -> None:
         """Partitions leaving: commit what is buffered first (the next owner starts from
-        the table; a commit that comes too late is fenced by it)."""
-        if not self.flush():
+        the table; a commit that comes too late is fenced by it). When the process is
+        closing, its last commit has been made (or failed): nothing more is written."""
+        if not self._closing and not self.flush():
             self.rewind("partitions revoked before their rows committed")
         self.writer.release(partitions)
         self.stages.release(partitions)
@@ -441,5 +449,6 @@ class IngestPipeline:
         return self.stages.busy() or self._uncommitted()
 
     def close(self) -> None:
-        self._committer.shutdown(wait=True)
+        self._closing = True  # leaving the group revokes every partition: commit nothing
         self.consumer.close()
+        self._committer.shutdown(wait=True)
