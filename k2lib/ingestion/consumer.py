@@ -34,7 +34,7 @@ from k2lib.config import K2Settings
 from k2lib.connect import topic_partitions
 from k2lib.errors import ServiceError
 
-__all__ = ["Poll", "RebalanceListener", "TopicChange", "TradeConsumer"]
+__all__ = ["GROUP_SETTLE_S", "Poll", "RebalanceListener", "TopicChange", "TradeConsumer"]
 
 log = logging.getLogger("k2.ingest")
 
@@ -55,6 +55,8 @@ CONSUMER_DEFAULTS = {
 }
 # Group members: cooperative-sticky moves only the partitions that must move. A join on
 # Tansu takes about session.timeout.ms / 2 (measured: 3.0 s at 6 s, 2.0 s at 3 s).
+# A member that died keeps its partitions until its session times out.
+GROUP_SETTLE_S = CONSUMER_DEFAULTS["session.timeout.ms"] / 1000  # type: ignore[operator]
 GROUP_DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
     "heartbeat.interval.ms": 1_000,

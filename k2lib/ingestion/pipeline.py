@@ -38,6 +38,7 @@ from k2lib.errors import (
     ServiceError,
     StorageError,
 )
+from k2lib.ingestion.consumer import GROUP_SETTLE_S
 from k2lib.ingestion.dlq import DeadLetterSink
 from k2lib.ingestion.metrics import IngestMetrics
 from k2lib.ingestion.run import run_until_done
@@ -101,6 +102,8 @@ class IngestPipeline:
         self.last_commit = clock()
         self._stop = False
         self._closing = False
+        self._started_at = clock()
+        self._assigned_at = 0.0
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
         self._inflight: _InFlight | None = None
         self._rate_window: tuple[float, int] = (clock(), 0)
@@ -167,6 +170,7 @@ class IngestPipeline:
     def assigned(self, partitions: list[int]) -> Mapping[int, int]:
         """New partitions: commit what is buffered, then start them from the table."""
         self.joined = True
+        self._assigned_at = self.clock()
         self.flush()
         base = self.writer.adopt(partitions)
         self.stages.adopt(partitions)
@@ -443,6 +447,14 @@ class IngestPipeline:
     @property
     def stopped(self) -> bool:
         return self._stop
+
+    def idle_floor(self) -> float:
+        """The time before which an idle poll does not count toward `until_idle_s`: for a
+        group member, one session timeout after the start (a dead member's partitions come
+        back only then) and the last assignment."""
+        if not self.config.group:
+            return 0.0
+        return max(self._started_at + GROUP_SETTLE_S, self._assigned_at)
 
     def pending_work(self) -> bool:
         """Rows not committed yet, or deferred records still to backfill."""
