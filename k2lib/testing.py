@@ -109,11 +109,16 @@ class MemoryStateLedger:
             marks = {int(k[2:]): int(v) for k, v in self.fields.items() if k.startswith("p:")}
             return LedgerView(self.fields.get("epoch"), marks)
 
-    def advance(self, partitions: Collection[int], sequence_number: int) -> None:
+    def advance(
+        self, partitions: Collection[int], sequence_number: int, *, epoch: str | None = None
+    ) -> bool:
         with self._lock:
+            if epoch and self.fields.get("epoch") != epoch:
+                return False
             for p in partitions:
                 if int(self.fields.get(f"p:{p}", "-1")) < sequence_number:
                     self.fields[f"p:{p}"] = str(sequence_number)
+            return True
 
     def acquire_rebuild(self, owner: str) -> bool:
         with self._lock:

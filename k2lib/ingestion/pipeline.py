@@ -295,6 +295,12 @@ class IngestPipeline:
         due_time = elapsed >= self.config.commit_interval_s * interval_factor
         if force or due_rows or (due_time and self._uncommitted()):
             self.commit()
+        elif due_time and self._inflight is None:
+            # Idle: nothing to commit, but the Redis state may have been lost meanwhile, and
+            # this process's partitions would stay missing from it until its next commit.
+            self.last_commit = self.clock()
+            if self.stages.verify_state() is False:
+                self.rewind("redis state changed")
 
     def _uncommitted(self) -> bool:
         target = self._inflight.offsets if self._inflight else self.committed_offsets

@@ -46,7 +46,8 @@ REBUILD_WAIT_S = 0.2
 SYNC_BATCH_ROWS = 200_000
 
 _ADVANCE = """
-for i = 1, #ARGV - 1 do
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV - 1 do
   local p = 'p:' .. ARGV[i]
   local cur = tonumber(redis.call('HGET', KEYS[1], p) or '-1')
   if cur < tonumber(ARGV[#ARGV]) then redis.call('HSET', KEYS[1], p, ARGV[#ARGV]) end
@@ -65,7 +66,9 @@ class Ledger(Protocol):
     """The ledger's verbs (`StateLedger` on Redis; `k2lib.testing.MemoryStateLedger`)."""
 
     def read(self) -> LedgerView: ...
-    def advance(self, partitions: Collection[int], sequence_number: int) -> None: ...
+    def advance(
+        self, partitions: Collection[int], sequence_number: int, *, epoch: str | None = None
+    ) -> bool: ...
     def acquire_rebuild(self, owner: str) -> bool: ...
     def release_rebuild(self, owner: str) -> None: ...
     def wipe(self) -> int: ...
@@ -104,14 +107,21 @@ class StateLedger:
         marks = {int(k[2:]): int(v) for k, v in fields.items() if k.startswith("p:")}
         return LedgerView(fields.get("epoch"), marks)
 
-    def advance(self, partitions: Collection[int], sequence_number: int) -> None:
-        """Raise each partition's mark to `sequence_number` (never lowers one)."""
+    def advance(
+        self, partitions: Collection[int], sequence_number: int, *, epoch: str | None = None
+    ) -> bool:
+        """Raise each partition's mark to `sequence_number` (never lowers one), only while
+        the ledger holds `epoch`: a mark raised over a state that was lost meanwhile would
+        claim rows the state no longer has. False when the epoch did not match."""
         if not partitions:
-            return
+            return True
         try:
-            self._advance(keys=[self.key], args=[*sorted(partitions), sequence_number])
+            done = self._advance(
+                keys=[self.key], args=[epoch or "", *sorted(partitions), sequence_number]
+            )
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis state ledger: {exc}") from exc
+        return bool(done)
 
     def acquire_rebuild(self, owner: str) -> bool:
         return bool(self._client.set(self._lock, owner, nx=True, px=int(REBUILD_LOCK_S * 1000)))
@@ -185,14 +195,15 @@ class TableStateSync:
             # From the lowest mark for every partition: replaying a row twice is harmless
             # (a key recorded again, a DUPLICATE label), missing one is not.
             self._replay(rows_added_since(self.table, lowest, self.partitions))
-            self.ledger.advance(self.partitions, target)
+            self.ledger.advance(self.partitions, target, epoch=view.epoch)
         self.epoch = view.epoch
         self.marks = dict.fromkeys(self.partitions, target)
 
     def committed(self, sequence_number: int) -> None:
-        """Our own commit's rows are recorded: raise our partitions' marks."""
-        self.ledger.advance(self.partitions, sequence_number)
-        self.marks = dict.fromkeys(self.partitions, sequence_number)
+        """Our own commit's rows are recorded: raise our partitions' marks (unless the state
+        was lost meanwhile: then the next verify rewinds, and the sync repairs it)."""
+        if self.ledger.advance(self.partitions, sequence_number, epoch=self.epoch):
+            self.marks = dict.fromkeys(self.partitions, sequence_number)
 
     def verify(self) -> bool:
         """True when the state this process checked against is still the one in Redis."""
