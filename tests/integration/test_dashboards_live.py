@@ -158,6 +158,8 @@ def test_k2_up_monitoring_starts_prometheus_status_shows_it_and_down_stops_it(
         "K2_BROKER_PORT": str(free_port()),
         "K2_REDIS_PORT": str(free_port()),
         "K2_PROMETHEUS_PORT": str(port),
+        "K2_METRICS_PORT": "9464",
+        "K2_API_PORT": "8042",
     }
     try:
         assert "prometheus" not in run_k2("up", env=env).stdout  # only with --monitoring
