@@ -194,6 +194,8 @@ class IngestPipeline:
             self.rewind("partitions revoked before their rows committed")
         self.writer.release(partitions)
         self.stages.release(partitions)
+        if self._closing:
+            return  # the run's summary keeps the offsets it reached
         for p in partitions:
             self.next_offsets.pop(p, None)
             self.committed_offsets.pop(p, None)
