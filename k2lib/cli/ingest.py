@@ -19,7 +19,8 @@ __all__ = ["command"]
     "until_idle",
     type=click.FloatRange(min=0),
     metavar="SECONDS",
-    help="Stop after SECONDS with no new messages.",
+    help="Stop after SECONDS with no new messages, once everything consumed is "
+    "committed (a group member counts from one session timeout after its start).",
 )
 @click.option(
     "--commit-rows",
