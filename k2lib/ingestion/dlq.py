@@ -42,7 +42,6 @@ class DeadLetterQueue:
             settings.kafka_config(**{"enable.idempotence": True, "linger.ms": 50})
         )
         self.sent = 0
-        self.delivered = 0
         self._lock = threading.Lock()
         self._outstanding = 0
         self._failed: list[_Message] = []
@@ -79,9 +78,7 @@ class DeadLetterQueue:
         def delivered(err: Any, msg: Any) -> None:
             with self._lock:
                 self._outstanding -= 1
-                if err is None:
-                    self.delivered += 1
-                else:
+                if err is not None:
                     self._failed.append(message)
 
         with self._lock:
