@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
-from k2lib.ingestion.consumer import Poll
+from k2lib.ingestion.consumer import Poll, RebalanceListener
 from k2lib.ingestion.state import LedgerView
 from k2lib.wire.codec import Reject
 
@@ -36,6 +36,7 @@ class ListSource:
         self.resets: list[int] = []
         self.committed: dict[int, int] = {}
         self.topic_id: str | None = None
+        self._listener: RebalanceListener | None = None
 
     def publish(self, partition: int, values: Sequence[bytes | None]) -> None:
         self.log[partition].extend(values)
@@ -71,8 +72,23 @@ class ListSource:
     def rewind(self, change: object) -> None:
         raise AssertionError("a list topic is never recreated")
 
-    def subscribe(self, listener: object) -> None:
-        raise AssertionError("a list topic has no consumer group")
+    def subscribe(self, listener: RebalanceListener) -> None:
+        """Join a "group": no partitions until `rebalance` hands some out."""
+        self._listener = listener
+        self.partitions = []
+
+    def rebalance(self, assigned: Sequence[int] = (), revoked: Sequence[int] = ()) -> None:
+        """The group's answer, as the real consumer's callbacks give it: `revoked` leave,
+        then `assigned` arrive at the offsets the listener (the pipeline) names."""
+        if self._listener is None:
+            raise AssertionError("rebalance() needs subscribe() first")
+        if revoked:
+            self._listener.revoked(list(revoked))
+            self.partitions = [p for p in self.partitions if p not in set(revoked)]
+        if assigned:
+            start = self._listener.assigned(list(assigned))
+            self.partitions = sorted(set(self.partitions) | set(assigned))
+            self.positions.update({p: int(start.get(p, 0)) for p in assigned})
 
 
 class ListDeadLetters:

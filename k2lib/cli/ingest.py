@@ -20,7 +20,8 @@ __all__ = ["command"]
     type=click.FloatRange(min=0),
     metavar="SECONDS",
     help="Stop after SECONDS with no new messages, once everything consumed is "
-    "committed (a group member counts from one session timeout after its start).",
+    "committed (a group member that owns only some partitions counts from ~11 s "
+    "after its start, once dead members' partitions have moved).",
 )
 @click.option(
     "--commit-rows",

@@ -55,12 +55,15 @@ CONSUMER_DEFAULTS = {
 }
 # Group members: cooperative-sticky moves only the partitions that must move. A join on
 # Tansu takes about session.timeout.ms / 2 (measured: 3.0 s at 6 s, 2.0 s at 3 s).
-# A member that died keeps its partitions until its session times out.
-GROUP_SETTLE_S = CONSUMER_DEFAULTS["session.timeout.ms"] / 1000  # type: ignore[operator]
+_HEARTBEAT_MS = 1_000
 GROUP_DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
-    "heartbeat.interval.ms": 1_000,
+    "heartbeat.interval.ms": _HEARTBEAT_MS,
 }
+# A member that died keeps its partitions until its session times out; the survivors hear
+# of the rebalance at their next heartbeat and rejoin (a join: session / 2 on Tansu).
+_SESSION_S = CONSUMER_DEFAULTS["session.timeout.ms"] / 1000  # type: ignore[operator]
+GROUP_SETTLE_S = _SESSION_S * 1.5 + 2 * _HEARTBEAT_MS / 1000
 # Bounds one topic-id lookup; it takes about 0.5 ms on the local broker.
 TOPIC_CHECK_TIMEOUT_S = 2.0
 

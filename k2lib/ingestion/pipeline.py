@@ -108,6 +108,7 @@ class IngestPipeline:
         self._inflight: _InFlight | None = None
         self._rate_window: tuple[float, int] = (clock(), 0)
         self.joined = not config.group  # a group member waits for its first assignment
+        self._topic_partitions = frozenset(source.partitions)
         if config.group:  # partitions arrive with the group's assignment
             self.writer.release(list(self.writer.partitions))
             self.stages.start(self.table, [])
@@ -457,11 +458,15 @@ class IngestPipeline:
         return self._stop
 
     def idle_floor(self) -> float:
-        """The time before which an idle poll does not count toward `until_idle_s`: for a
-        group member, one session timeout after the start (a dead member's partitions come
-        back only then) and the last assignment."""
+        """The time before which an idle poll does not count toward `until_idle_s`.
+
+        For a group member, the last assignment; and while it owns only some of the
+        topic's partitions, also `GROUP_SETTLE_S` after its start: a member that died holds
+        its partitions until its session times out and the group has rebalanced."""
         if not self.config.group:
             return 0.0
+        if self._topic_partitions <= set(self.consumer.partitions):
+            return self._assigned_at
         return max(self._started_at + GROUP_SETTLE_S, self._assigned_at)
 
     def pending_work(self) -> bool:

@@ -145,10 +145,10 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(k2_settin
             kills += 1
         proc.wait(timeout=30)
     assert kills >= 3
-    last_json(run_k2("ingest", "--until-idle", "3", "--plain", env=k2_env).stdout)
+    final = run_k2("ingest", "--until-idle", "3", "--plain", "-v", env=k2_env)
     table = read_table(k2_settings)
     counts = keys_of(table)
-    assert table.num_rows == records
+    assert table.num_rows == records, final.stdout[-2000:] + final.stderr[-6000:]
     assert len(counts) == records
     assert max(counts.values()) == 1
     assert np.all(table.column("kafka_offset").to_numpy() >= 0)
