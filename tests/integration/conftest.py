@@ -32,8 +32,8 @@ def stack_settings() -> K2Settings:
     return settings
 
 
-@pytest.fixture
-def k2_settings(stack_settings: K2Settings) -> Iterator[K2Settings]:
+def fresh_feed(stack_settings: K2Settings) -> K2Settings:
+    """Settings for a new uuid-named topic (created), DLQ topic and table."""
     tag = uuid.uuid4().hex[:10]
     settings = stack_settings.with_(
         topic=f"test.trades.{tag}",
@@ -41,19 +41,29 @@ def k2_settings(stack_settings: K2Settings) -> Iterator[K2Settings]:
         table=f"test.trades_{tag}",
     )
     create_topics(settings, {settings.topic: settings.partitions, settings.dlq_topic: 1})
-    yield settings
+    return settings
+
+
+def feed_env(settings: K2Settings) -> dict[str, str]:
+    """Environment that points a `k2` subprocess at `settings`' topic and table."""
+    return {
+        "K2_HOME": str(settings.home),
+        "K2_TOPIC": settings.topic,
+        "K2_DLQ_TOPIC": settings.dlq_topic,
+        "K2_TABLE": settings.table,
+        "K2_METRICS_PORT": "0",
+    }
+
+
+@pytest.fixture
+def k2_settings(stack_settings: K2Settings) -> Iterator[K2Settings]:
+    yield fresh_feed(stack_settings)
 
 
 @pytest.fixture
 def k2_env(k2_settings: K2Settings) -> dict[str, str]:
     """Environment that points a `k2` subprocess at this test's topic and table."""
-    return {
-        "K2_HOME": str(k2_settings.home),
-        "K2_TOPIC": k2_settings.topic,
-        "K2_DLQ_TOPIC": k2_settings.dlq_topic,
-        "K2_TABLE": k2_settings.table,
-        "K2_METRICS_PORT": "0",
-    }
+    return feed_env(k2_settings)
 
 
 @pytest.fixture(scope="session")

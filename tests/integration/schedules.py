@@ -45,6 +45,9 @@ class Schedule:
     group: bool = True
     """Writers share the partitions as a consumer group (the default), or each reads them
     all with `--alone` and the compare-and-set commit fences the others."""
+    ending: str = "drain"
+    """How the writers end once the feed is sent: "drain" (each runs until idle) or "stop"
+    (SIGTERM at a random moment: each makes its last commit and leaves the rest)."""
 
     @classmethod
     def draw(cls, seed: int) -> Schedule:
@@ -65,13 +68,14 @@ class Schedule:
             commit_interval=rng.choice([0.1, 0.2, 0.3]),
             events=events,
             group=rng.random() < 0.6,
+            ending="stop" if rng.random() < 0.7 else "drain",
         )
 
     def describe(self) -> str:
         return (
             f"seed={self.seed} messages={self.messages} faults={self.faults} rate={self.rate} "
             f"writers={self.writers} group={self.group} commit_interval={self.commit_interval} "
-            f"events={list(self.events)}"
+            f"events={list(self.events)} ending={self.ending}"
         )
 
 
@@ -185,10 +189,17 @@ def execute(schedule: Schedule, settings: K2Settings, env: dict[str, str], workd
         time.sleep(max(0.0, at - (time.monotonic() - started)))
         run.event(name, rng)
     feed.join(timeout=180)
+    if schedule.ending == "stop":
+        time.sleep(rng.uniform(0.0, 1.0))
+        run.log.append(f"{time.monotonic():.2f} stop")
+        for proc in run.ingests:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
     for proc in run.ingests:
         if proc.poll() is None:
             proc.wait(timeout=180)
-    failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL)]
+    # SIGTERM before the handler is installed (still importing) ends a process at once.
+    failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM)]
     errors = [p.stderr.read() if p.stderr else "" for p in failed]
     settle = run.k2("ingest", "--until-idle", "1", "--alone")
     out, err = settle.communicate(timeout=180)
