@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from k2lib.config import K2Settings
-from k2lib.connect import redis_client
+from k2lib.connect import create_topics, redis_client
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
+from k2lib.stack import LocalStack
 
-EVENTS = ("kill", "wipe", "freeze", "resend")  # drawn at random; "join", "zombie" on request
+# Drawn at random; "join", "zombie" and "broker" on request ("broker" restarts the shared
+# broker, which would reach every schedule running at the same time).
+EVENTS = ("kill", "wipe", "freeze", "resend")
 ZOMBIE_FREEZE_S = 8.0  # past the consumer's session.timeout.ms (6 s)
 
 
@@ -90,6 +93,7 @@ class Run:
     ingests: list[subprocess.Popen[str]] = field(default_factory=list)
     killed: int = 0
     sends: int = 1
+    """Sends of the feed the DLQ topic still holds (a broker wipe takes the earlier ones)."""
 
     def k2(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -160,6 +164,18 @@ class Run:
                     victim.send_signal(signal.SIGCONT)
         elif name == "resend":
             self.sends += 1
+            self.replay(None).join(timeout=120)
+        elif name == "broker":
+            # K2's broker keeps its log in memory: a restart is a wipe. The topics come back
+            # empty and the whole feed is sent again, as a producer that lost its broker does.
+            stack = LocalStack(self.settings)
+            stack.stop_service("broker")
+            stack.start_service("broker")
+            create_topics(
+                self.settings,
+                {self.settings.topic: self.settings.partitions, self.settings.dlq_topic: 1},
+            )
+            self.sends = 1
             self.replay(None).join(timeout=120)
 
 

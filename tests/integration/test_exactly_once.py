@@ -174,6 +174,25 @@ def test_three_workers_one_killed_one_late_one_zombie(
     check(schedule, k2_settings, k2_env, tmp_path)
 
 
+def test_broker_restarted_mid_ingest_then_feed_resent_stores_every_row_once(
+    stack_settings: K2Settings, k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two group members commit every 0.2 s while the broker restarts (in memory: every
+    topic is gone) and the feed is sent again: nothing lost, nothing stored twice."""
+    if stack_settings.kafka_external:
+        pytest.skip("the broker is external: K2 will not restart it")
+    schedule = Schedule(
+        seed=13,
+        messages=20_000,
+        faults="dup=0.01,gap=0.001,poison=0.001",
+        rate=8_000,
+        writers=2,
+        commit_interval=0.2,
+        events=((1.5, "broker"),),
+    )
+    check(schedule, k2_settings, k2_env, tmp_path)
+
+
 def test_redis_wiped_then_feed_resent_stores_nothing_twice(
     k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
 ) -> None:
