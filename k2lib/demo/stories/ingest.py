@@ -19,6 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from k2lib.demo.context import DemoContext
+from k2lib.demo.readback import list_open_gaps, read_dlq, table_key_check
+from k2lib.demo.sampling import Sampler
+from k2lib.demo.workspace import Workspace, reset_workspace
 from k2lib.errors import K2Error
 from k2lib.feeds import FaultSpec, FeedSource, open_source
 from k2lib.feeds.publisher import replay
@@ -26,10 +30,6 @@ from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
 from k2lib.ingestion.runtime import build_stages
 from k2lib.ingestion.stages import Stages
 from k2lib.monitoring import new_registry
-from k2lib.viz.context import DemoContext
-from k2lib.viz.readback import list_open_gaps, read_dlq, table_key_check
-from k2lib.viz.sampling import Sampler
-from k2lib.viz.workspace import Workspace, reset_workspace
 
 __all__ = [
     "DEFAULT_FAULTS",

@@ -20,6 +20,9 @@ from typing import Any
 import pandas as pd
 
 from k2lib.demo.chaos import DEMO_DEGRADATION, exactly_once_check
+from k2lib.demo.context import DemoContext
+from k2lib.demo.sampling import MetricsScraper
+from k2lib.demo.workspace import reset_workspace
 from k2lib.feeds.faults import FaultSpec
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
@@ -29,10 +32,7 @@ from k2lib.ingestion.runtime import serve_metrics
 from k2lib.monitoring import new_registry
 from k2lib.resilience import DegradationLevel
 from k2lib.stack import LocalStack
-from k2lib.viz.context import DemoContext
-from k2lib.viz.sampling import MetricsScraper
 from k2lib.viz.widgets import ChaosControl, LevelControl
-from k2lib.viz.workspace import reset_workspace
 
 __all__ = ["SCRAPED_METRICS", "LiveConfig", "LiveIngest", "LiveResult"]
 

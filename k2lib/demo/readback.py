@@ -13,8 +13,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from k2lib.config import K2Settings
 from k2lib.connect import redis_client
+from k2lib.demo.workspace import Workspace
 from k2lib.storage.table import stored_keys
-from k2lib.viz.workspace import Workspace
 
 __all__ = ["list_open_gaps", "read_dlq", "table_key_check"]
 
