@@ -3,14 +3,15 @@
     python -m k2lib.bench.soak --minutes 10 --rate 20000
 
 Writes `bench/soak.json` and prints one JSON summary: RSS first/last/max and its slope
-over the second half, the largest lag, and open file descriptors at start and end.
+over the second half, the largest lag, and open file descriptors at start and end. The
+ingest runs in the demo's background-ingest harness (`k2lib.demo.harness`), sampled every
+`SAMPLE_EVERY_S` by `k2lib.demo.sampling.Sampler`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +22,6 @@ import psutil
 
 from k2lib.config import K2Settings
 from k2lib.connect import create_topics
-from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
 from k2lib.stack import LocalStack
 
@@ -31,6 +31,8 @@ SAMPLE_EVERY_S = 5.0
 
 
 def run(settings: K2Settings, *, minutes: float = 10.0, rate: float = 20_000.0) -> dict[str, Any]:
+    from k2lib.demo.harness import BackgroundIngest
+    from k2lib.demo.sampling import Sampler
     from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
     from k2lib.ingestion.runtime import build_stages
     from k2lib.monitoring import new_registry
@@ -46,35 +48,27 @@ def run(settings: K2Settings, *, minutes: float = 10.0, rate: float = 20_000.0) 
         stages=build_stages(s, registry),
         config=IngestConfig(commit_interval_s=2.0),
     )
-    result: dict[str, Any] = {}
-    ingest = threading.Thread(target=lambda: result.update(pipeline.run()), daemon=True)
-    feed = threading.Thread(
-        target=lambda: result.update(
-            published=replay(
-                SyntheticFeed(SyntheticConfig(seed=99, records=records, symbols=50)), s, rate=rate
-            )["published"]
-        ),
-        daemon=True,
-    )
     proc = psutil.Process()
-    samples: list[dict[str, float]] = []
-    started = time.monotonic()
-    ingest.start()
-    feed.start()
-    while feed.is_alive() or pipeline.consumer.lag() > 0:
-        samples.append(
-            {
-                "t": time.monotonic() - started,
-                "rss_mb": proc.memory_info().rss / 2**20,
-                "lag": float(pipeline.consumer.lag()),
-                "fds": float(proc.num_fds()),
-            }
+
+    def sample() -> dict[str, float]:
+        return {
+            "rss_mb": proc.memory_info().rss / 2**20,
+            "lag": float(pipeline.consumer.lag()),
+            "fds": float(proc.num_fds()),
+        }
+
+    deadline = time.monotonic() + minutes * 60 + 120
+    ingest = BackgroundIngest(pipeline, name="k2-soak-ingest").start()
+    with Sampler(sample, interval_s=SAMPLE_EVERY_S) as sampler:
+        feed = SyntheticFeed(SyntheticConfig(seed=99, records=records, symbols=50))
+        published = ingest.publish(feed, s, rate=rate)["published"]
+        ingest.wait_for(
+            lambda: pipeline.consumer.lag() == 0,
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            poll_s=SAMPLE_EVERY_S,
         )
-        time.sleep(SAMPLE_EVERY_S)
-        if time.monotonic() - started > minutes * 60 + 120:
-            break
-    pipeline.stop()
-    ingest.join(timeout=60)
+    result = ingest.stop()
+    samples = sampler.rows
     half = samples[len(samples) // 2 :]
     slope = (
         float(np.polyfit([x["t"] for x in half], [x["rss_mb"] for x in half], 1)[0])
@@ -86,7 +80,7 @@ def run(settings: K2Settings, *, minutes: float = 10.0, rate: float = 20_000.0) 
         "rate_msg_s": rate,
         "records": records,
         "written": result.get("written"),
-        "published": result.get("published"),
+        "published": published,
         "rss_mb_first": round(samples[0]["rss_mb"], 1),
         "rss_mb_last": round(samples[-1]["rss_mb"], 1),
         "rss_mb_max": round(max(x["rss_mb"] for x in samples), 1),

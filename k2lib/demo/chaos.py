@@ -1,6 +1,7 @@
 """The live degradation demo: real load and real faults against the live stack.
 
-`ChaosRun` runs `k2 ingest`'s pipeline in a background thread and applies, in order (all
+`ChaosRun` runs `k2 ingest`'s pipeline in a background thread (`harness.BackgroundIngest`)
+and applies, in order (all
 trades from one seeded feed, so each symbol's ids stay one session):
 
 1. a slow Iceberg commit (the next commits stall; batch latency climbs);
@@ -17,10 +18,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +28,17 @@ from prometheus_client import CollectorRegistry
 
 from k2lib.config import K2Settings
 from k2lib.connect import create_topics
+from k2lib.demo.harness import (
+    BackgroundIngest,
+    CommitStall,
+    exactly_once_check,
+    resilient_pipeline,
+    resilient_settled,
+)
 from k2lib.feeds.base import SourceReport
 from k2lib.feeds.faults import FaultSpec
-from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
+from k2lib.ingestion.pipeline import IngestPipeline
 from k2lib.monitoring import new_registry
 from k2lib.resilience.levels import DegradationLevel
 from k2lib.resilience.manager import DegradationConfig
@@ -41,7 +47,7 @@ from k2lib.stack import LocalStack
 from k2lib.stack.process import recorded_process
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["DEMO_DEGRADATION", "EXTRA_SCENARIOS", "ChaosConfig", "ChaosRun", "exactly_once_check"]
+__all__ = ["DEMO_DEGRADATION", "EXTRA_SCENARIOS", "ChaosConfig", "ChaosRun"]
 
 # Laptop-sized thresholds and a short dwell, so the whole cascade fits in a demo.
 DEMO_DEGRADATION = DegradationConfig(
@@ -67,23 +73,6 @@ class ChaosConfig:
     seed: int = 21
     scenarios: tuple[str, ...] = SCENARIOS
     degradation: DegradationConfig = field(default_factory=lambda: DEMO_DEGRADATION)
-
-
-def exactly_once_check(settings: K2Settings, expected_unique: int) -> dict[str, Any]:
-    """Read the table back: rows, distinct keys, duplicates and the verdict."""
-    from k2lib.connect import load_k2_catalog
-    from k2lib.storage.table import stored_keys
-
-    stored = stored_keys(load_k2_catalog(settings).load_table(settings.table))
-    keys = Counter(stored)
-    duplicated = sum(c - 1 for c in keys.values() if c > 1)
-    return {
-        "rows": len(stored),
-        "unique_keys": len(keys),
-        "duplicate_rows": duplicated,
-        "expected_unique": expected_unique,
-        "exactly_once": duplicated == 0 and len(keys) == expected_unique,
-    }
 
 
 class _Slice:
@@ -123,9 +112,8 @@ class ChaosRun:
         self.registry = registry if registry is not None else new_registry()
         self.log = log
         self.events: list[dict[str, Any]] = []
-        self.sent_unique = 0
         self._t0 = time.monotonic()
-        self._slow_left = 0
+        self._stall = CommitStall(config.slow_commit_s)
 
     def _event(self, what: str, **detail: Any) -> None:
         entry = {"at_s": round(time.monotonic() - self._t0, 2), "event": what, **detail}
@@ -133,25 +121,10 @@ class ChaosRun:
         self.log(f"[{entry['at_s']:6.1f}s] {what} {detail if detail else ''}".rstrip())
 
     def run(self) -> dict[str, Any]:
-        from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
-        from k2lib.ingestion.resilient import ResilientStages
-
         s, cfg = self.settings, self.config
         create_topics(s, {s.topic: s.partitions, s.dlq_topic: 1})
-        stages = ResilientStages.from_settings(s, self.registry, degradation=cfg.degradation)
-        self.stages = stages
-        pipeline = IngestPipeline.from_settings(
-            s,
-            registry=self.registry,
-            stages=stages,
-            config=IngestConfig(commit_rows=50_000, commit_interval_s=1.0, poll_max=20_000),
-        )
-        pipeline.writer.delay_s = self._commit_delay
-        result: dict[str, Any] = {}
-        worker = threading.Thread(
-            target=lambda: result.update(pipeline.run()), name="k2-chaos-ingest", daemon=True
-        )
-        worker.start()
+        pipeline, self.stages = resilient_pipeline(s, self.registry, cfg.degradation, self._stall)
+        self.ingest = BackgroundIngest(pipeline, name="k2-chaos-ingest").start()
         self._event("ingest started", topic=s.topic, table=s.table)
         # Let NORMAL's minimum dwell pass, so the burst's lag can move the level at once.
         time.sleep(cfg.degradation.min_dwell_s + 0.5)
@@ -162,7 +135,7 @@ class ChaosRun:
         ).batches(10_000)
         if "slow_commit" in cfg.scenarios:
             # The object store slows down first; the burst then finds the consumer stalled.
-            self._slow_left = cfg.slow_commits
+            self._stall.arm(cfg.slow_commits)
             self._event("slow commit", seconds=cfg.slow_commit_s, commits=cfg.slow_commits)
         if "burst" in cfg.scenarios:
             self._publish(cfg.burst_records, "burst")
@@ -179,9 +152,8 @@ class ChaosRun:
         if "broker_freeze" in cfg.scenarios and not self.base.kafka_external:
             self._freeze_broker(cfg.broker_freeze_s)
         settled = self._settle(pipeline)
-        pipeline.stop()
-        worker.join(timeout=60)
-        check = exactly_once_check(s, self.sent_unique)
+        result = self.ingest.stop()
+        check = exactly_once_check(s, self.ingest.sent_unique)
         self._event("exactly-once check", **check)
         return {
             **result,
@@ -208,17 +180,12 @@ class ChaosRun:
         self._event("broker resumed")
 
     def _publish(self, records: int, label: str) -> None:
-        summary = replay(_Slice(self._feed, records, label), self.settings, faults=FaultSpec())
-        self.sent_unique += summary["records"]
+        summary = self.ingest.publish(
+            _Slice(self._feed, records, label), self.settings, faults=FaultSpec()
+        )
         self._event(
             f"published {label}", records=summary["records"], rate_msg_s=summary["rate_msg_s"]
         )
-
-    def _commit_delay(self) -> float:
-        if self._slow_left > 0:
-            self._slow_left -= 1
-            return self.config.slow_commit_s
-        return 0.0
 
     def _wait_level(self, at_least: DegradationLevel, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -226,20 +193,15 @@ class ChaosRun:
             time.sleep(0.1)
         self._event("level", level=self.stages.manager.level.name)
 
-    def _settle(self, pipeline: Any) -> bool:
+    def _settle(self, pipeline: IngestPipeline) -> bool:
         """Wait for NORMAL, an empty spill and no lag (bounded)."""
-        deadline = time.monotonic() + self.config.settle_timeout_s
-        while time.monotonic() < deadline:
-            m = self.stages.manager
-            if (
-                m.level == DegradationLevel.NORMAL
-                and not self.stages.spill.pending_rows()
-                and pipeline.consumer.lag() == 0
-                and not pipeline.buffer
-            ):
-                self._event("settled", level=m.level.name)
-                return True
-            time.sleep(0.25)
+        if self.ingest.wait_for(
+            lambda: resilient_settled(pipeline, self.stages, lambda: pipeline.consumer.lag() == 0),
+            timeout_s=self.config.settle_timeout_s,
+            poll_s=0.25,
+        ):
+            self._event("settled", level=self.stages.manager.level.name)
+            return True
         self._event(
             "not settled",
             level=self.stages.manager.level.name,

@@ -1,14 +1,14 @@
-"""Figures, widgets and the one-call-per-cell story functions behind the notebooks.
+"""Figures and widgets: what the notebooks draw. Nothing here runs a pipeline.
 
     from k2lib import viz
-    ctx = viz.demo_context()                 # the stack up, settings from the environment
-    run = viz.run_ingestion_demo(ctx)        # replay + ingest + checks against the truth
+    from k2lib.demo import stories
+    ctx = stories.demo_context()             # the stack up, settings from the environment
+    run = stories.run_ingestion_demo(ctx)    # replay + ingest + checks against the truth
     viz.faults_figure(run.checks())          # a plotly figure
 
-Notebooks stay thin: everything they show is computed and drawn here, and tested here.
-Modules: `charts` (ingest, storage), `charts_monitoring`, `charts_cost`, `diagrams`,
-`widgets`, `sampling` (scrapes /metrics), `workspace` (per-notebook topic and table), and
-`story` with its section modules.
+Modules: `charts` (ingest, storage), `charts_monitoring`, `charts_query`, `charts_cost`,
+`diagrams` and `widgets`. The stories that compute what they show live in `k2lib.demo`,
+which imports this package; this package never imports `k2lib.demo`.
 """
 
 from k2lib.viz.charts import (
@@ -24,9 +24,6 @@ from k2lib.viz.charts_cost import cost_figure, scenario_figure, triggers_figure
 from k2lib.viz.charts_monitoring import level_timeline_figure, metrics_figure, tier_figure
 from k2lib.viz.charts_query import hybrid_figure
 from k2lib.viz.diagrams import LATENCY_TIERS, architecture_figure, tiers_figure
-from k2lib.viz.story import *  # noqa: F403 (the story's calls, listed in story.__all__)
-from k2lib.viz.story import __all__ as _story_all
-from k2lib.viz.story_alerts import AlertWatch
 from k2lib.viz.widgets import (
     ChaosControl,
     CostControl,
@@ -39,7 +36,6 @@ from k2lib.viz.widgets import (
 
 __all__ = [
     "LATENCY_TIERS",
-    "AlertWatch",
     "ChaosControl",
     "CostControl",
     "LevelControl",
@@ -63,5 +59,4 @@ __all__ = [
     "tier_figure",
     "tiers_figure",
     "triggers_figure",
-    *_story_all,
 ]

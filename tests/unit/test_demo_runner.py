@@ -38,7 +38,7 @@ def test_peak_child_rss_sees_a_child_process():
 def test_a_kernel_in_the_checkouts_notebooks_dir_uses_the_checkouts_home(
     monkeypatch, tmp_path: Path
 ):
-    from k2lib.viz.context import notebook_env
+    from k2lib.demo.context import notebook_env
 
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'k2lib'\n")
     (tmp_path / "notebooks").mkdir()

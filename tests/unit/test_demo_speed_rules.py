@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k2lib.demo.stories.alerts import DEMO_GROUP, demo_speed_rules
 from k2lib.errors import ServiceError
 from k2lib.stack.prometheus import PrometheusConfig, default_rules
-from k2lib.viz.story_alerts import DEMO_GROUP, demo_speed_rules
 
 pytestmark = [pytest.mark.unit]
 

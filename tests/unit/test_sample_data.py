@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import k2lib
+from k2lib.demo import context
 from k2lib.feeds import open_source
 from k2lib.feeds.binance import BinanceCapture, venue_of
-from k2lib.viz import context
 
 pytestmark = [pytest.mark.unit]
 

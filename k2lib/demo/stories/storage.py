@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 from pyiceberg.table.snapshots import Snapshot
 
+from k2lib.demo.context import DemoContext
+from k2lib.demo.workspace import Workspace, reset_workspace
 from k2lib.feeds import SourceReport
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
@@ -25,9 +27,7 @@ from k2lib.ingestion.stages import Stages
 from k2lib.monitoring import new_registry
 from k2lib.storage.maintenance import expire_snapshots, table_stats
 from k2lib.storage.table import offsets_of
-from k2lib.viz.context import DemoContext
 from k2lib.viz.widgets import TimeTravelControl
-from k2lib.viz.workspace import Workspace, reset_workspace
 from k2lib.wire.schema import TradeBatch
 
 __all__ = [

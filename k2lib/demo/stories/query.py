@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
+from k2lib.demo.context import DemoContext
+from k2lib.demo.workspace import Workspace, reset_workspace
 from k2lib.feeds import SourceReport
 from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
@@ -26,9 +28,7 @@ from k2lib.monitoring import new_registry
 from k2lib.query.hybrid import HybridQueryEngine
 from k2lib.query.provenance import QueryResult
 from k2lib.viz.charts_query import hybrid_figure
-from k2lib.viz.context import DemoContext
 from k2lib.viz.widgets import QueryControl
-from k2lib.viz.workspace import Workspace, reset_workspace
 from k2lib.wire.schema import TradeBatch
 
 __all__ = [

@@ -1,17 +1,19 @@
 """The calls the notebooks make, one per cell. Each section lives in its own module:
 
-- `context`        demo_context(), stack_status(): settings, the stack up, logs captured
-- `story_ingest`   run_ingestion_demo(), run_capture_demo(): replay + ingest, vs the truth
-- `story_storage`  build_storage_demo(), snapshots, time travel, pruning, maintenance
-- `story_live`     LiveIngest: a running pipeline to degrade, load and break (notebook 03)
-- `story_query`    build_query_demo(), query_control(): the hybrid query (notebook 04)
-- `story_cost`     cost_study(), cost_control(), measured_cost_study() (notebook 05)
+- `k2lib.demo.context`  demo_context(), stack_status(): settings, the stack up, logs captured
+- `ingest`   run_ingestion_demo(), run_capture_demo(): replay + ingest, vs the truth (01)
+- `storage`  build_storage_demo(), snapshots, time travel, pruning, maintenance (02)
+- `live`     LiveIngest: a running pipeline to degrade, load and break (03)
+- `alerts`   AlertWatch: K2's alert rules evaluated by the stack's Prometheus (03)
+- `query`    build_query_demo(), query_control(): the hybrid query (04)
+- `cost`     cost_study(), cost_control(), measured_cost_study() (05)
 
-Every function returns data plus the lines to print; the figures are in the chart modules.
+Every function returns data plus the lines to print; the figures are in `k2lib.viz`.
 """
 
-from k2lib.viz.context import DemoContext, demo_context, find_captures, stack_status
-from k2lib.viz.story_cost import (
+from k2lib.demo.context import DemoContext, demo_context, find_captures, stack_status
+from k2lib.demo.stories.alerts import AlertWatch
+from k2lib.demo.stories.cost import (
     CostScene,
     cost_control,
     cost_study,
@@ -21,7 +23,7 @@ from k2lib.viz.story_cost import (
     trigger_lines,
     triggers_chart,
 )
-from k2lib.viz.story_ingest import (
+from k2lib.demo.stories.ingest import (
     DEFAULT_FAULTS,
     IngestionRun,
     capture_lines,
@@ -29,8 +31,8 @@ from k2lib.viz.story_ingest import (
     run_capture_demo,
     run_ingestion_demo,
 )
-from k2lib.viz.story_live import LiveConfig, LiveIngest, LiveResult
-from k2lib.viz.story_query import (
+from k2lib.demo.stories.live import LiveConfig, LiveIngest, LiveResult
+from k2lib.demo.stories.query import (
     QueryDemo,
     build_query_demo,
     catch_up,
@@ -40,7 +42,7 @@ from k2lib.viz.story_query import (
     query_line,
     query_window,
 )
-from k2lib.viz.story_storage import (
+from k2lib.demo.stories.storage import (
     StorageDemo,
     build_storage_demo,
     data_files,
@@ -54,6 +56,7 @@ from k2lib.viz.story_storage import (
 
 __all__ = [
     "DEFAULT_FAULTS",
+    "AlertWatch",
     "CostScene",
     "DemoContext",
     "IngestionRun",

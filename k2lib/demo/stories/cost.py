@@ -23,15 +23,15 @@ from k2lib.cost import (
     cost_projection_frame,
     from_table,
 )
+from k2lib.demo.context import DemoContext
+from k2lib.demo.workspace import reset_workspace
 from k2lib.feeds import open_source
 from k2lib.feeds.publisher import replay
 from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
 from k2lib.ingestion.stages import Stages
 from k2lib.monitoring import new_registry
 from k2lib.viz.charts_cost import cost_figure, scenario_figure, triggers_figure
-from k2lib.viz.context import DemoContext
 from k2lib.viz.widgets import CostControl
-from k2lib.viz.workspace import reset_workspace
 
 __all__ = [
     "CostScene",

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from k2lib.demo.context import DemoContext
 from k2lib.errors import ServiceError
 from k2lib.monitoring.prometheus_api import AlertState, PrometheusClient
 from k2lib.stack import LocalStack
 from k2lib.stack.prometheus import PrometheusService, default_rules
-from k2lib.viz.context import DemoContext
 
 __all__ = ["AlertWatch", "demo_speed_rules"]
 

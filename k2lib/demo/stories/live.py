@@ -2,16 +2,16 @@
 
 `LiveIngest` runs the full pipeline (`ResilientStages`: degradation manager, load shedder,
 deferred spill, Redis-backed dedup and sequence tracking, breakers) in a background thread
-on the notebook's own topic and table, serves its registry on a loopback `/metrics` port
-and scrapes it, exactly as Prometheus would. The chaos actions are the real thing: a
-full-rate replay, a stalled Iceberg commit (the writer's delay hook), and Redis stopped and
-started through the local stack. `finish()` waits for the level to return to NORMAL and the
-spill to drain, stops, and reads the table back for the exactly-once check.
+(`harness.BackgroundIngest`, as `k2 chaos` does) on the notebook's own topic and table,
+serves its registry on a loopback `/metrics` port and scrapes it, exactly as Prometheus
+would. The chaos actions are the real thing: a full-rate replay, a stalled Iceberg commit
+(the writer's delay hook), and Redis stopped and started through the local stack.
+`finish()` waits for the level to return to NORMAL and the spill to drain, stops, and reads
+the table back for the exactly-once check.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,20 +19,23 @@ from typing import Any
 
 import pandas as pd
 
-from k2lib.demo.chaos import DEMO_DEGRADATION, exactly_once_check
+from k2lib.demo.chaos import DEMO_DEGRADATION
+from k2lib.demo.context import DemoContext
+from k2lib.demo.harness import (
+    BackgroundIngest,
+    CommitStall,
+    exactly_once_check,
+    resilient_pipeline,
+    resilient_settled,
+)
+from k2lib.demo.sampling import MetricsScraper
+from k2lib.demo.workspace import reset_workspace
 from k2lib.feeds.faults import FaultSpec
-from k2lib.feeds.publisher import replay
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
-from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
-from k2lib.ingestion.resilient import ResilientStages
 from k2lib.ingestion.runtime import serve_metrics
 from k2lib.monitoring import new_registry
-from k2lib.resilience import DegradationLevel
 from k2lib.stack import LocalStack
-from k2lib.viz.context import DemoContext
-from k2lib.viz.sampling import MetricsScraper
 from k2lib.viz.widgets import ChaosControl, LevelControl
-from k2lib.viz.workspace import reset_workspace
 
 __all__ = ["SCRAPED_METRICS", "LiveConfig", "LiveIngest", "LiveResult"]
 
@@ -116,41 +119,23 @@ class LiveIngest:
         self.workspace = reset_workspace(ctx.settings, "monitor")
         s = self.workspace.settings
         self.registry = new_registry()
-        self.stages = ResilientStages.from_settings(s, self.registry, degradation=DEMO_DEGRADATION)
-        self.manager = self.stages.manager
-        self.pipeline = IngestPipeline.from_settings(
-            s,
-            registry=self.registry,
-            stages=self.stages,
-            config=IngestConfig(commit_rows=50_000, commit_interval_s=1.0, poll_max=20_000),
+        self._stall = CommitStall(config.slow_commit_s)
+        self.pipeline, self.stages = resilient_pipeline(
+            s, self.registry, DEMO_DEGRADATION, self._stall
         )
-        self.pipeline.writer.delay_s = self._commit_delay
+        self.manager = self.stages.manager
         self.server = serve_metrics(self.registry, 0)
         self.metrics_url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
         self.scraper = MetricsScraper(self.metrics_url, SCRAPED_METRICS).start()
-        self.sent_unique = 0
-        self.sent_messages = 0
         self._seed = config.seed
-        self._slow_left = 0
-        self._result: dict[str, Any] = {}
-        self._errors: list[BaseException] = []
         self._t0 = time.monotonic()
         self.events: list[tuple[float, str]] = []  # (seconds on the scrape clock, what)
-        self._thread = threading.Thread(target=self._run, name="k2-live-ingest", daemon=True)
-        self._thread.start()
+        self.ingest = BackgroundIngest(self.pipeline, name="k2-live-ingest").start()
         self.finished: LiveResult | None = None
 
-    def _run(self) -> None:
-        try:
-            self._result.update(self.pipeline.run())
-        except BaseException as exc:  # shown by finish(), not lost in a thread
-            self._errors.append(exc)
-
-    def _commit_delay(self) -> float:
-        if self._slow_left > 0:
-            self._slow_left -= 1
-            return self.config.slow_commit_s
-        return 0.0
+    @property
+    def sent_unique(self) -> int:
+        return self.ingest.sent_unique
 
     def _mark(self, label: str) -> None:
         self.events.append((round(time.monotonic() - self.scraper.started_at, 2), label))
@@ -163,21 +148,20 @@ class LiveIngest:
         feed = SyntheticFeed(
             SyntheticConfig(seed=self._seed, records=records, symbols=self.config.symbols)
         )
-        summary = replay(feed, self.workspace.settings, faults=FaultSpec(), seed=self._seed)
-        self.sent_unique += summary["records"]
-        self.sent_messages += summary["published"]
+        summary = self.ingest.publish(
+            feed, self.workspace.settings, faults=FaultSpec(), seed=self._seed
+        )
         if wait:
             self.wait_consumed()
         return summary
 
     def wait_consumed(self, timeout_s: float | None = None) -> bool:
         """Until every published message has been polled (False on timeout)."""
-        deadline = time.monotonic() + (timeout_s or self.config.catch_up_timeout_s)
-        while self.pipeline.counts.consumed < self.sent_messages:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                return False
-            time.sleep(0.05)
-        return True
+        return self.ingest.wait_for(
+            self.ingest.caught_up,
+            timeout_s=timeout_s or self.config.catch_up_timeout_s,
+            poll_s=0.05,
+        )
 
     def start_line(self) -> str:
         summary = self.publish(self.config.baseline_records)
@@ -195,7 +179,7 @@ class LiveIngest:
 
     def slow_commit(self) -> str:
         self._mark("slow commit")
-        self._slow_left = self.config.slow_commits
+        self._stall.arm(self.config.slow_commits)
         s = self.publish(self.config.trickle_records)
         return (
             f"the next {self.config.slow_commits} Iceberg commits stall "
@@ -240,34 +224,26 @@ class LiveIngest:
     # -- the end --------------------------------------------------------------------
 
     def _settled(self) -> bool:
-        return (
-            self.manager.level == DegradationLevel.NORMAL
-            and not self.stages.spill.pending_rows()
-            and self.pipeline.counts.consumed >= self.sent_messages
-            and not self.pipeline.buffer
-        )
+        return resilient_settled(self.pipeline, self.stages, self.ingest.caught_up)
 
     def finish(self) -> LiveResult:
         """Hand the level back to the signals, wait until settled, stop, and check."""
         if self.finished is not None:
             return self.finished
         self.manager.force(None)
-        deadline = time.monotonic() + self.config.settle_timeout_s
-        while not self._settled() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        self.ingest.wait_for(self._settled, timeout_s=self.config.settle_timeout_s, poll_s=0.2)
         settled = self._settled()
         time.sleep(1.5)  # let the last commit land and one more scrape see it
-        self.pipeline.stop()
-        self._thread.join(timeout=60)
-        metrics = self.scraper.stop()
-        self.server.shutdown()
-        if self._errors:
-            raise self._errors[0]
+        try:
+            summary = self.ingest.stop()
+        finally:
+            metrics = self.scraper.stop()
+            self.server.shutdown()
         check = exactly_once_check(self.workspace.settings, self.sent_unique)
         self.finished = LiveResult(
             sent_unique=self.sent_unique,
             check=check,
-            summary=dict(self._result),
+            summary=dict(summary),
             metrics=metrics,
             transitions=self.manager.summary()["transitions"],
             tiers=self.stages.shedder.counts(),

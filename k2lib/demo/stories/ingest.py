@@ -3,33 +3,31 @@ count K2 found against the ground truth the fault injector wrote.
 
 `run_ingestion_demo` publishes a seeded synthetic feed with faults at a fixed rate while
 `IngestPipeline` (with `build_stages`: dedup, sequence tracking, degradation) consumes it in
-a background thread. It stops once every published message is consumed, reads the DLQ and
-the table back, and returns an `IngestionRun`. `run_capture_demo` does the same with the
-real Binance captures.
+a background thread (`harness.BackgroundIngest`). It stops once every published message is
+consumed, reads the DLQ and the table back, and returns an `IngestionRun`.
+`run_capture_demo` does the same with the real Binance captures.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from k2lib.demo.context import DemoContext
+from k2lib.demo.harness import BackgroundIngest
+from k2lib.demo.readback import list_open_gaps, read_dlq, table_key_check
+from k2lib.demo.sampling import Sampler
+from k2lib.demo.workspace import Workspace, reset_workspace
 from k2lib.errors import K2Error
 from k2lib.feeds import FaultSpec, FeedSource, open_source
-from k2lib.feeds.publisher import replay
 from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
 from k2lib.ingestion.runtime import build_stages
 from k2lib.ingestion.stages import Stages
 from k2lib.monitoring import new_registry
-from k2lib.viz.context import DemoContext
-from k2lib.viz.readback import list_open_gaps, read_dlq, table_key_check
-from k2lib.viz.sampling import Sampler
-from k2lib.viz.workspace import Workspace, reset_workspace
 
 __all__ = [
     "DEFAULT_FAULTS",
@@ -151,49 +149,31 @@ def _ingest_while_replaying(
     pipeline = IngestPipeline.from_settings(
         ws.settings, config=IngestConfig(commit_interval_s=1.0), registry=registry, stages=stages
     )
-    published = [0]
-    result: dict[str, Any] = {}
-    errors: list[BaseException] = []
-
-    def ingest() -> None:
-        try:
-            result.update(pipeline.run())
-        except BaseException as exc:  # surfaced in the notebook below, not lost in a thread
-            errors.append(exc)
+    ingest = BackgroundIngest(pipeline, name="k2-demo-ingest")
 
     def sample() -> dict[str, float]:
         return {
-            "published": published[0],
+            "published": ingest.published,
             "consumed": pipeline.counts.consumed,
             "written": pipeline.counts.written,
         }
 
-    worker = threading.Thread(target=ingest, name="k2-demo-ingest", daemon=True)
     sampler = Sampler(sample).start()
-    worker.start()
-    summary = replay(
-        feed,
-        ws.settings,
-        rate=rate,
-        faults=faults,
-        seed=seed,
-        truth_path=truth_path,
-        progress=lambda n: published.__setitem__(0, published[0] + n),
+    ingest.start()
+    summary = ingest.publish(
+        feed, ws.settings, rate=rate, faults=faults, seed=seed, truth_path=truth_path
     )
-    deadline = time.monotonic() + CONSUME_TIMEOUT_S
-    while pipeline.counts.consumed < summary["published"] and worker.is_alive():
-        if time.monotonic() > deadline:
-            pipeline.stop()
-            raise K2Error(
-                f"ingest consumed {pipeline.counts.consumed:,} of "
-                f"{summary['published']:,} messages in {CONSUME_TIMEOUT_S:g}s"
-            )
-        time.sleep(0.05)
-    pipeline.stop()
-    worker.join(timeout=60)
-    samples = sampler.stop()
-    if errors:
-        raise errors[0]
+    caught_up = ingest.wait_for(ingest.caught_up, timeout_s=CONSUME_TIMEOUT_S, poll_s=0.05)
+    if not caught_up and ingest.alive:
+        pipeline.stop()
+        raise K2Error(
+            f"ingest consumed {pipeline.counts.consumed:,} of "
+            f"{summary['published']:,} messages in {CONSUME_TIMEOUT_S:g}s"
+        )
+    try:
+        result = ingest.stop()  # what the pipeline raised, surfaced in the notebook
+    finally:
+        samples = sampler.stop()
     return summary, result, samples
 
 

@@ -10,13 +10,14 @@ from collections import Counter
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from pyiceberg.table import Table
 
 from k2lib.config import K2Settings
 from k2lib.connect import redis_client
+from k2lib.demo.workspace import Workspace
 from k2lib.storage.table import stored_keys
-from k2lib.viz.workspace import Workspace
 
-__all__ = ["list_open_gaps", "read_dlq", "table_key_check"]
+__all__ = ["key_counts", "list_open_gaps", "read_dlq", "table_key_check"]
 
 DLQ_READ_TIMEOUT_S = 15.0
 
@@ -66,12 +67,17 @@ def read_dlq(settings: K2Settings, expected: int | None = None) -> dict[str, int
     return dict(sorted(reasons.items()))
 
 
-def table_key_check(workspace: Workspace) -> tuple[dict[str, int], dict[str, int]]:
+def key_counts(table: Table) -> tuple[dict[str, int], dict[str, int]]:
     """Rows, distinct `(exchange, symbol, seq)` keys and rows stored twice; rows per key."""
-    workspace.table.refresh()
-    stored = stored_keys(workspace.table)
+    stored = stored_keys(table)
     keys = Counter(stored)
     per_key: Counter[str] = Counter(f"{e}:{s}" for e, s, _ in keys)
     twice = sum(c - 1 for c in keys.values() if c > 1)
-    table = {"rows": len(stored), "unique_keys": len(keys), "duplicate_rows": twice}
-    return table, dict(sorted(per_key.items()))
+    counts = {"rows": len(stored), "unique_keys": len(keys), "duplicate_rows": twice}
+    return counts, dict(sorted(per_key.items()))
+
+
+def table_key_check(workspace: Workspace) -> tuple[dict[str, int], dict[str, int]]:
+    """`key_counts` of the workspace's table, as of its latest snapshot."""
+    workspace.table.refresh()
+    return key_counts(workspace.table)
