@@ -40,7 +40,6 @@ from k2lib.resilience import (
     DegradationConfig,
     DegradationManager,
     LoadShedder,
-    ProcessMemory,
     spill_directory,
 )
 from k2lib.storage.table import held_mask
@@ -71,11 +70,7 @@ class ResilientStages(Stages):
         tracker: SequenceStage | None = None,
         dedup: DedupStage | None = None,
         ledger: Ledger | None = None,
-        status_sink: Callable[[dict[str, Any]], None] | None = None,
-        redis_probe: Callable[[], Any] | None = None,
-        broker_probe: Callable[[], Any] | None = None,
-        memory: ProcessMemory | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        signals: SignalReader | None = None,
     ) -> None:
         self.manager = manager
         self.shedder = shedder
@@ -84,14 +79,7 @@ class ResilientStages(Stages):
         self.tracker = tracker
         self.dedup = dedup
         self.ledger = ledger
-        self.signals = SignalReader(
-            breakers=breakers,
-            status_sink=status_sink,
-            redis_probe=redis_probe,
-            broker_probe=broker_probe,
-            memory=memory,
-            clock=clock,
-        )
+        self.signals = signals or SignalReader(breakers=breakers)
         self.sync: TableStateSync | None = None
         self._table: Table | None = None
         self._in_commit: list[tuple[str, np.ndarray]] = []  # spill tokens + their tiers
@@ -131,10 +119,13 @@ class ResilientStages(Stages):
             tracker=build_tracker(settings, registry),
             dedup=build_dedup(settings, registry),
             ledger=build_ledger(settings),
-            status_sink=status_publisher(settings),
-            redis_probe=redis_probe(settings),
-            broker_probe=broker_probe(settings),
-            clock=clock,
+            signals=SignalReader(
+                breakers=breakers,
+                status_sink=status_publisher(settings),
+                redis_probe=redis_probe(settings),
+                broker_probe=broker_probe(settings),
+                clock=clock,
+            ),
         )
 
     # -- hooks ----------------------------------------------------------------------------
