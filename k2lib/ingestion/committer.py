@@ -44,8 +44,8 @@ class OverlappedCommitter:
         self.inflight = InFlight(future, batches, offsets, ticket)
 
     def take(self, *, block: bool) -> InFlight | None:
-        """The in-flight commit once it is done (or waiting for it, when `block`); None
-        when there is none, or it is still running. `future.result()` is its outcome."""
+        """Take the in-flight commit: once it is done, or at once when `block` (then its
+        `future.result()` waits for the outcome). None when there is none, or it runs on."""
         job = self.inflight
         if job is None or (not block and not job.future.done()):
             return None
