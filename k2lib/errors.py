@@ -6,11 +6,9 @@ The tree::
     ├── ConfigError            bad configuration or CLI argument
     ├── ServiceError           a dependency (broker, Redis, catalog) is unreachable
     │   └── PortInUseError     a port that `k2 up` needs is taken by someone else
-    ├── DecodeError            bytes that are not a valid K2 wire record
     ├── ValidationError        a record that decodes but breaks a rule
     ├── SourceError            a feed file that cannot be read at all
     ├── CircuitOpenError       a call refused because its breaker is open
-    ├── BackpressureError      the pipeline asks its caller to slow down
     ├── StorageError           an Iceberg commit or read failed
     │   ├── DiskFullError      the disk under the warehouse is full: stop, do not retry
     │   └── CommitFencedError  another writer committed these partitions first: rewind
@@ -18,18 +16,17 @@ The tree::
     │   └── InconsistentSeamError  Kafka and Iceberg disagree about offsets
     └── CostModelError         a workload or price the cost model rejects
 
-A poison record is never raised past the pipeline: it becomes a DLQ entry.
+A poison record is never raised past the pipeline: bytes that do not decode, or a record
+that breaks a rule, become a DLQ entry with the reason.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BackpressureError",
     "CircuitOpenError",
     "CommitFencedError",
     "ConfigError",
     "CostModelError",
-    "DecodeError",
     "DiskFullError",
     "InconsistentSeamError",
     "K2Error",
@@ -58,10 +55,6 @@ class PortInUseError(ServiceError):
     """A port that the local stack needs is already taken by another process."""
 
 
-class DecodeError(K2Error):
-    """Bytes that are not a valid K2 wire record."""
-
-
 class ValidationError(K2Error):
     """A record that decodes but breaks a schema rule."""
 
@@ -76,15 +69,6 @@ class CircuitOpenError(K2Error):
     def __init__(self, name: str, retry_after_s: float) -> None:
         super().__init__(f"circuit '{name}' is open; retry in {retry_after_s:.1f}s")
         self.name = name
-        self.retry_after_s = retry_after_s
-
-
-class BackpressureError(K2Error):
-    """The pipeline asks its caller to pause for `retry_after_s` seconds."""
-
-    def __init__(self, reason: str, retry_after_s: float) -> None:
-        super().__init__(f"{reason}; retry in {retry_after_s:.1f}s")
-        self.reason = reason
         self.retry_after_s = retry_after_s
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from k2lib.cli.options import table_or_json
 from k2lib.cost import (
     DEFAULT_SCALES,
     REFERENCE_REGION,
@@ -68,14 +69,7 @@ def _measure(bench: Path) -> MeasuredInputs:
     help="Baseline average rate (msg/s) that the scales multiply.",
 )
 @click.option("--region", default=REFERENCE_REGION, show_default=True, help="AWS price region.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Human table, or JSON {region, priced_on, baseline, projections, triggers}.",
-)
+@table_or_json("Human table, or JSON {region, priced_on, baseline, projections, triggers}.")
 @click.option(
     "--write-doc",
     type=click.Path(dir_okay=False, path_type=Path),

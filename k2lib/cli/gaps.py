@@ -6,20 +6,14 @@ import json
 
 import click
 
+from k2lib.cli.options import table_or_json
 from k2lib.config import K2Settings
 
 __all__ = ["command"]
 
 
 @click.command("gaps")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="json prints [{exchange, symbol, first, last}, ...].",
-)
+@table_or_json("json prints [{exchange, symbol, first, last}, ...].")
 def command(fmt: str) -> None:
     """List the open sequence gaps per venue and symbol, as the tracker keeps them in Redis.
 

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from k2lib.cli.options import table_or_json
 from k2lib.config import K2Settings
 from k2lib.errors import ConfigError
 from k2lib.stack import LocalStack, ServiceStatus
@@ -52,14 +53,7 @@ def up_command(cluster: bool | None, monitoring: bool) -> None:
 
 
 @click.command("status")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@table_or_json("Output format.")
 def status_command(fmt: str) -> None:
     """Health and endpoint of each service, and the table's row count.
 

@@ -72,15 +72,22 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
     def breaks_at(name: str) -> float:
         return rate / press[name].ratio
 
-    per_worker = m.ingest_messages_per_core.value * p.target_cpu_utilization
-    out = [
-        Trigger(
-            name="add_ingest_workers",
+    def above_rate(*, name: str, threshold: float, action: str) -> Trigger:
+        return Trigger(
+            name=name,
             metric="messages_per_second",
-            threshold=rate / press["Kafka partitions"].demand,
+            threshold=threshold,
             unit="msg/s",
             at_baseline=rate,
             direction="above",
+            action=action,
+        )
+
+    per_worker = m.ingest_messages_per_core.value * p.target_cpu_utilization
+    out = [
+        above_rate(
+            name="add_ingest_workers",
+            threshold=rate / press["Kafka partitions"].demand,
             action=f"One `k2 ingest` process carries {per_worker:,.0f} msg/s at "
             f"{p.target_cpu_utilization:.0%} CPU (measured per worker: "
             f"{m.ingest_messages_per_core.value:,.0f} msg/s) at a {baseline.peak_to_average:g}x "
@@ -90,13 +97,9 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
             f"versions, so no record is stored twice. {d.consumer_processes} at baseline, "
             f"{at[10.0].consumer_processes} at 10x, {at[100.0].consumer_processes} at 100x.",
         ),
-        Trigger(
+        above_rate(
             name="more_partitions",
-            metric="messages_per_second",
             threshold=breaks_at("Kafka partitions"),
-            unit="msg/s",
-            at_baseline=rate,
-            direction="above",
             action=f"{p.partitions} partitions give work to at most {p.partitions} workers; "
             "one more joins the group idle. Create the topic with more partitions "
             f"(K2_PARTITIONS) before the feed starts: {at[10.0].partitions} at 10x, "
@@ -104,13 +107,9 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
             "moves keys to other partitions while their sequence and dedup state stays "
             "with the old one.",
         ),
-        Trigger(
+        above_rate(
             name="redis_cluster_mode",
-            metric="messages_per_second",
             threshold=breaks_at("Redis single shard"),
-            unit="msg/s",
-            at_baseline=rate,
-            direction="above",
             action=f"One shard takes {p.redis_ops_per_shard:,.0f} dedup writes/s (baseline "
             f"peak: {d.peak_messages_per_second * p.redis_ops_per_message:,.0f}/s, "
             f"{d.redis_memory_gb:,.1f} GB of keys for a {p.dedup_horizon_s / 60:g} min horizon). "
@@ -122,13 +121,9 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
             "slot, so past one shard a single feed needs a hash tag per partition group "
             "(ADR 013).",
         ),
-        Trigger(
+        above_rate(
             name="iceberg_single_committer",
-            metric="messages_per_second",
             threshold=breaks_at("Iceberg commit rate"),
-            unit="msg/s",
-            at_baseline=rate,
-            direction="above",
             action=f"Every worker commits its own partitions every {p.commit_interval_s:g} s; "
             f"beyond {p.max_table_commits_per_s:g} commit/s the compare-and-set commits on one "
             "table collide and retry (each retry re-reads the table). Not built: K2 has no "
@@ -137,13 +132,9 @@ def compute_triggers(model: CostModel, baseline: Workload) -> list[Trigger]:
             "workers / interval stays under the limit (hybrid queries read the Kafka tail, "
             "so freshness does not suffer).",
         ),
-        Trigger(
+        above_rate(
             name="msk_cluster_limit",
-            metric="messages_per_second",
             threshold=breaks_at("MSK cluster size"),
-            unit="msg/s",
-            at_baseline=rate,
-            direction="above",
             action=f"One MSK cluster needs more than {p.msk_max_brokers} brokers (the default "
             f"quota; network, {p.msk_max_storage_gb_per_broker:,.0f} GB of storage per broker "
             "or partitions bind). Move retention to tiered storage first, which removes the "

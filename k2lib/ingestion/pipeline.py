@@ -4,7 +4,8 @@ It works a poll at a time on columns, and overlaps each Iceberg commit with the 
 Its collaborators sit behind small seams, so the commit ordering can be driven in-process:
 a `TradeSource` (the Kafka consumer), a `TableSink` (the compare-and-set Iceberg writer), a
 `DeadLetterSink` and the `Stages` (load shedder, deduplicator, sequence tracker, degradation
-manager). `IngestPipeline.from_settings` builds the real ones.
+manager). `IngestPipeline.from_settings` builds the real ones. The commit thread is
+`committer.OverlappedCommitter`; a group member's rebalances go to `membership`.
 
 Exactly once, by construction (ADR 011):
 
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,8 +37,10 @@ from k2lib.errors import (
     ServiceError,
     StorageError,
 )
+from k2lib.ingestion.committer import OverlappedCommitter
 from k2lib.ingestion.consumer import GROUP_SETTLE_S
 from k2lib.ingestion.dlq import DeadLetterSink
+from k2lib.ingestion.membership import GroupMembership, reader_start
 from k2lib.ingestion.metrics import IngestMetrics
 from k2lib.ingestion.run import run_until_done
 from k2lib.ingestion.seams import (
@@ -49,25 +50,16 @@ from k2lib.ingestion.seams import (
     TradeSource,
     default_group,
 )
-from k2lib.ingestion.stages import CommitTicket, Stages
+from k2lib.ingestion.stages import Stages
 from k2lib.monitoring import new_registry
 from k2lib.storage.maintenance import run_maintenance
 from k2lib.storage.table import SnapshotOffsets
-from k2lib.storage.writer import CommitResult
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.schema import TradeBatch
 
 __all__ = ["IngestConfig", "IngestPipeline", "TableSink", "TradeSource", "default_group"]
 
 log = logging.getLogger("k2.ingest")
-
-
-@dataclass
-class _InFlight:
-    future: Future[CommitResult]
-    batches: list[TradeBatch]
-    offsets: dict[int, int]
-    ticket: CommitTicket
 
 
 class IngestPipeline:
@@ -101,18 +93,16 @@ class IngestPipeline:
         self.resume = sink.base
         self.last_commit = clock()
         self._stop = False
-        self._closing = False
         self._started_at = clock()
-        self._assigned_at = 0.0
-        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-commit")
-        self._inflight: _InFlight | None = None
+        self.committer = OverlappedCommitter(sink, self.stages)
         self._rate_window: tuple[float, int] = (clock(), 0)
-        self.joined = not config.group  # a group member waits for its first assignment
+        self.membership: GroupMembership | None = None
         self._topic_partitions = frozenset(source.partitions)
         if config.group:  # partitions arrive with the group's assignment
+            self.membership = GroupMembership(self, clock=clock)
             self.writer.release(list(self.writer.partitions))
             self.stages.start(self.table, [])
-            self.consumer.subscribe(self)
+            self.consumer.subscribe(self.membership)
         else:
             self.stages.start(self.table, self.consumer.partitions)
             self._seek(self.resume, first=True)
@@ -147,69 +137,10 @@ class IngestPipeline:
 
     def _seek(self, base: SnapshotOffsets, *, first: bool = False) -> None:
         """Point the consumer at what `base` records for our partitions."""
-        owned = self.consumer.partitions
-        start = self._start_offsets(base, owned)
-        if first and base.offsets and not start:
-            # Another topic, or this one recreated (a memory broker restarted: its offsets
-            # restart at 0). Read it all; the dedup drops what the table already has.
-            log.warning(
-                "the table's offsets are for topic %s (id %s), not %s (id %s): reading it "
-                "from the beginning",
-                base.topic,
-                base.topic_id,
-                self.consumer.topic,
-                self.writer.topic_id,
-            )
-            if base.topic == self.consumer.topic:
-                self.consumer.resets.extend(sorted(base.offsets))
+        start = reader_start(base, self.consumer, self.writer, first=first)
         self.next_offsets = dict(start)
         self.committed_offsets = dict(start)
         self.consumer.assign(start)
-
-    # -- a group member's partitions come and go ----------------------------------------
-
-    def assigned(self, partitions: list[int]) -> Mapping[int, int]:
-        """New partitions: commit what is buffered, then start them from the table."""
-        self.joined = True
-        self._assigned_at = self.clock()
-        self.flush()
-        base = self.writer.adopt(partitions)
-        self.stages.adopt(partitions)
-        start = self._start_offsets(base, partitions)
-        recorded = [p for p in partitions if p in base.offsets]
-        if base.topic == self.consumer.topic and recorded and not start:
-            # The table's offsets belong to a topic the broker no longer has (recreated):
-            # these partitions are read again from 0, as `_seek` does for a lone reader.
-            log.warning("topic %s was recreated: reading %s from 0", base.topic, recorded)
-            self.consumer.resets.extend(recorded)
-        self.next_offsets.update(start)
-        self.committed_offsets.update(start)
-        log.info("assigned partitions %s at %s", partitions, start)
-        return start
-
-    def revoked(self, partitions: list[int]) -> None:
-        """Partitions leaving: commit what is buffered first (the next owner starts from
-        the table; a commit that comes too late is fenced by it). When the process is
-        closing, its last commit has been made (or failed): nothing more is written."""
-        if not self._closing and not self.flush():
-            self.rewind("partitions revoked before their rows committed")
-        self.writer.release(partitions)
-        self.stages.release(partitions)
-        if self._closing:
-            return  # the run's summary keeps the offsets it reached
-        for p in partitions:
-            self.next_offsets.pop(p, None)
-            self.committed_offsets.pop(p, None)
-        log.info("revoked partitions %s", partitions)
-
-    def _start_offsets(self, base: SnapshotOffsets, partitions: list[int]) -> dict[int, int]:
-        topic = self.consumer.topic
-        if base.topic != topic:
-            return {}
-        current_id = self.writer.topic_id
-        if base.topic_id and current_id and current_id != base.topic_id:
-            return {}  # the topic was recreated: its offsets restart at 0
-        return {p: o for p, o in base.offsets.items() if p in partitions}
 
     def rewind(self, reason: str) -> None:
         """Drop everything not committed and start again from what the table records."""
@@ -298,7 +229,7 @@ class IngestPipeline:
         due_time = elapsed >= self.config.commit_interval_s * interval_factor
         if force or due_rows or (due_time and self._uncommitted()):
             self.commit()
-        elif due_time and self._inflight is None:
+        elif due_time and self.committer.inflight is None:
             # Idle: nothing to commit, but the Redis state may have been lost meanwhile, and
             # this process's partitions would stay missing from it until its next commit.
             self.last_commit = self.clock()
@@ -306,7 +237,8 @@ class IngestPipeline:
                 self.rewind("redis state changed")
 
     def _uncommitted(self) -> bool:
-        target = self._inflight.offsets if self._inflight else self.committed_offsets
+        inflight = self.committer.inflight
+        target = inflight.offsets if inflight else self.committed_offsets
         return bool(self.buffer) or self.next_offsets != target
 
     def commit(self) -> None:
@@ -337,8 +269,7 @@ class IngestPipeline:
         batches, offsets = self.buffer, dict(self.next_offsets)
         ticket = self.stages.prepare_commit()
         self.buffer, self.buffered_rows = [], 0
-        future = self._committer.submit(self._write, batches, offsets, ticket.properties)
-        self._inflight = _InFlight(future, batches, offsets, ticket)
+        self.committer.submit(batches, offsets, ticket)
         self.last_commit = self.clock()
         if change is not None:
             # The broker's log under us was replaced (wiped, recreated, trimmed): what is
@@ -359,20 +290,11 @@ class IngestPipeline:
         self._reap(block=True)
         return not self._uncommitted()
 
-    def _write(
-        self, batches: list[TradeBatch], offsets: dict[int, int], properties: dict[str, str]
-    ) -> CommitResult:
-        rows = TradeBatch.concat(batches)
-        return self.stages.guard_commit(
-            lambda: self.writer.commit(rows, offsets, extra_properties=properties)
-        )
-
     def _reap(self, *, block: bool, rewinding: bool = False) -> bool:
         """Finish the in-flight commit (if done, or wait when `block`). False if it failed."""
-        job = self._inflight
-        if job is None or (not block and not job.future.done()):
+        job = self.committer.take(block=block)
+        if job is None:
             return True
-        self._inflight = None
         try:
             result = job.future.result()
         except DiskFullError:
@@ -429,23 +351,7 @@ class IngestPipeline:
         return self.summary(self.clock() - started)
 
     def summary(self, elapsed: float) -> dict[str, Any]:
-        c = self.counts
-        out: dict[str, Any] = {
-            "consumed": c.consumed,
-            "written": c.written,
-            "duplicates": 0,
-            "gaps": 0,
-            "dlq": c.dlq,
-            "dlq_reasons": c.dlq_reasons,
-            "commits": c.commits,
-            "failed_commits": c.failed_commits,
-            "rewinds": c.rewinds,
-            "rewind_reasons": c.rewind_reasons,
-            "broker_resets": sorted(set(self.consumer.resets)),
-            "offsets": {str(p): o for p, o in sorted(self.next_offsets.items())},
-            "elapsed_s": round(elapsed, 3),
-            "rate_msg_s": round(c.consumed / elapsed, 1) if elapsed > 0 else 0.0,
-        }
+        out = self.counts.summary(self.consumer.resets, self.next_offsets, elapsed)
         out.update(self.stages.summary())
         out["remaining"] = self.stages.remaining()
         return out
@@ -457,23 +363,29 @@ class IngestPipeline:
     def stopped(self) -> bool:
         return self._stop
 
+    @property
+    def joined(self) -> bool:
+        """False while a group member waits for its first assignment."""
+        return self.membership is None or self.membership.joined
+
     def idle_floor(self) -> float:
         """The time before which an idle poll does not count toward `until_idle_s`.
 
         For a group member, the last assignment; and while it owns only some of the
         topic's partitions, also `GROUP_SETTLE_S` after its start: a member that died holds
         its partitions until its session times out and the group has rebalanced."""
-        if not self.config.group:
+        if self.membership is None:
             return 0.0
         if self._topic_partitions <= set(self.consumer.partitions):
-            return self._assigned_at
-        return max(self._started_at + GROUP_SETTLE_S, self._assigned_at)
+            return self.membership.assigned_at
+        return max(self._started_at + GROUP_SETTLE_S, self.membership.assigned_at)
 
     def pending_work(self) -> bool:
         """Rows not committed yet, or deferred records still to backfill."""
         return self.stages.busy() or self._uncommitted()
 
     def close(self) -> None:
-        self._closing = True  # leaving the group revokes every partition: commit nothing
+        if self.membership is not None:
+            self.membership.closing = True  # leaving the group revokes every partition
         self.consumer.close()
-        self._committer.shutdown(wait=True)
+        self.committer.shutdown()

@@ -16,7 +16,7 @@ it; a crash in between is healed on start by acking what the last snapshot names
 
 The Redis state (dedup keys, sequence state) is a cache of the table (`state.py`): synced
 from it at start and after every rewind, verified before every commit, and rebuilt from it
-when Redis lost it.
+when Redis lost it. Calls to Redis and the broker go through their breakers (`health.py`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
 
 from k2lib.config import K2Settings
-from k2lib.errors import CircuitOpenError, ServiceError
-from k2lib.ingestion.stages import CommitTicket, PollPlan, Stages
+from k2lib.ingestion.health import FAILED, SignalReader, guarded
+from k2lib.ingestion.stages import CommitTicket, DedupStage, PollPlan, SequenceStage, Stages
 from k2lib.ingestion.state import Ledger, TableStateSync
 from k2lib.resilience import (
     CircuitBreaker,
@@ -41,9 +40,6 @@ from k2lib.resilience import (
     DegradationConfig,
     DegradationManager,
     LoadShedder,
-    ProcessMemory,
-    Signals,
-    breaker_states,
     spill_directory,
 )
 from k2lib.storage.table import held_mask
@@ -53,36 +49,14 @@ from k2lib.wire.schema import TradeBatch
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-__all__ = ["DedupStage", "ResilientStages", "SequenceStage"]
+__all__ = ["ResilientStages"]
 
 log = logging.getLogger("k2.ingest")
 T = TypeVar("T")
 
 SPILL_TOKENS_PROPERTY = "k2.spill.tokens"
 BACKFILL_ROWS_PER_POLL = 100_000
-STATUS_EVERY_S = 1.0
-PROBE_EVERY_S = 0.25
 RECHECK_FRACTION = 0.5
-
-
-class SequenceStage(Protocol):
-    def classify_batch(self, batch: TradeBatch) -> Any: ...
-    def replay_committed(self, batch: TradeBatch) -> None: ...
-    def summary(self) -> dict[str, Any]: ...
-
-
-class DedupStage(Protocol):
-    """Two-phase: `check` drops duplicates and holds new keys as pending; `stage` takes
-    the pending keys for one commit; `record` writes them to Redis after that commit."""
-
-    def check(self, batch: TradeBatch) -> np.ndarray: ...
-    def stage(self) -> Any: ...
-    def record(self, staged: Any) -> Any: ...
-    def restage(self, staged: Any) -> None: ...
-    def discard(self) -> int: ...
-    def replay_committed(self, batch: TradeBatch) -> None: ...
-    def warm(self) -> int: ...
-    def summary(self) -> dict[str, Any]: ...
 
 
 class ResilientStages(Stages):
@@ -96,11 +70,7 @@ class ResilientStages(Stages):
         tracker: SequenceStage | None = None,
         dedup: DedupStage | None = None,
         ledger: Ledger | None = None,
-        status_sink: Callable[[dict[str, Any]], None] | None = None,
-        redis_probe: Callable[[], Any] | None = None,
-        broker_probe: Callable[[], Any] | None = None,
-        memory: ProcessMemory | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        signals: SignalReader | None = None,
     ) -> None:
         self.manager = manager
         self.shedder = shedder
@@ -109,18 +79,11 @@ class ResilientStages(Stages):
         self.tracker = tracker
         self.dedup = dedup
         self.ledger = ledger
-        self.status_sink = status_sink
-        self.redis_probe = redis_probe
-        self.broker_probe = broker_probe
-        self.memory = memory or ProcessMemory()
-        self.clock = clock
+        self.signals = signals or SignalReader(breakers=breakers)
         self.sync: TableStateSync | None = None
         self._table: Table | None = None
-        self._latency: float | None = None
         self._in_commit: list[tuple[str, np.ndarray]] = []  # spill tokens + their tiers
         self._backfilling: list[tuple[str, np.ndarray]] = []  # drained, not yet committed
-        self._last_status = 0.0
-        self._last_probe = 0.0
         self._dropped = 0
         self.deferred_for_redis = 0
         self.rechecked = 0
@@ -156,10 +119,13 @@ class ResilientStages(Stages):
             tracker=build_tracker(settings, registry),
             dedup=build_dedup(settings, registry),
             ledger=build_ledger(settings),
-            status_sink=status_publisher(settings),
-            redis_probe=redis_probe(settings),
-            broker_probe=broker_probe(settings),
-            clock=clock,
+            signals=SignalReader(
+                breakers=breakers,
+                status_sink=status_publisher(settings),
+                redis_probe=redis_probe(settings),
+                broker_probe=broker_probe(settings),
+                clock=clock,
+            ),
         )
 
     # -- hooks ----------------------------------------------------------------------------
@@ -173,26 +139,9 @@ class ResilientStages(Stages):
             self.sync.ensure()
 
     def before_poll(self, lag: int, consumed: int) -> PollPlan:
-        signals = Signals(
-            lag_messages=lag,
-            consumed_messages=consumed,
-            batch_latency_s=self._latency,
-            rss_bytes=self.memory.rss_bytes(),
-            breakers=breaker_states(self.breakers.values()),
-        )
-        self._latency = None
-        now = self.clock()
-        if now - self._last_probe >= PROBE_EVERY_S:
-            # Idle polls make no Redis calls, and the consumer's fetches fail silently (a
-            # frozen broker just answers nothing): without probes an outage, or a recovery,
-            # would go unseen by the breakers, and the level could never move.
-            self._last_probe = now
-            if self.redis_probe is not None:
-                self._redis(self.redis_probe)
-            if self.broker_probe is not None:
-                self._guarded("broker", self.broker_probe)
+        signals = self.signals.read(lag, consumed)
         self.manager.update(signals)
-        self._publish_status(signals)
+        self.signals.publish(self.manager.status, signals)
         actions = self.manager.actions
         backfill: tuple[TradeBatch, ...] = ()
         if actions.backfill_deferred and self.spill.pending_rows():
@@ -237,7 +186,7 @@ class ResilientStages(Stages):
         if sync is None:
             return True
         verdict = self._redis(sync.verify)
-        return None if verdict is _FAILED else bool(verdict)
+        return None if verdict is FAILED else bool(verdict)
 
     def prepare_commit(self) -> CommitTicket:
         spilled = self._in_commit + self._backfilling
@@ -260,7 +209,7 @@ class ResilientStages(Stages):
         # Keys go to Redis only once their rows are durable. If Redis is down now, they stay
         # staged in the process and are retried with the next commit; the mark is not
         # raised, so a crash first is repaired from the table on the next start.
-        if self._redis(record) is _FAILED and dedup is not None:
+        if self._redis(record) is FAILED and dedup is not None:
             dedup.restage(staged)
         for token, tiers in spilled:
             self.spill.ack(token)
@@ -304,8 +253,7 @@ class ResilientStages(Stages):
             self.sync.marks = {p: m for p, m in self.sync.marks.items() if p not in gone}
 
     def after_step(self, seconds: float) -> None:
-        if seconds > 0:
-            self._latency = seconds
+        self.signals.batch_took(seconds)
 
     def busy(self) -> bool:
         return self.spill.pending_rows() > 0 and self.manager.actions.backfill_deferred
@@ -365,7 +313,7 @@ class ResilientStages(Stages):
         if tracker is None:
             return True
         call = tracker.classify_batch if count else tracker.replay_committed
-        return self._redis(lambda: call(batch)) is not _FAILED
+        return self._redis(lambda: call(batch)) is not FAILED
 
     def _dedup_batch(self, batch: TradeBatch) -> TradeBatch | None:
         """Drop duplicates from `batch`; None when Redis cannot be used right now."""
@@ -373,27 +321,14 @@ class ResilientStages(Stages):
             return batch
         dedup = self.dedup
         keep = self._redis(lambda: dedup.check(batch))
-        if keep is _FAILED:
+        if keep is FAILED:
             return None
         assert isinstance(keep, np.ndarray)
         self._dropped += len(batch) - int(np.count_nonzero(keep))
         return batch.take(keep)
 
     def _redis(self, call: Callable[[], Any]) -> Any:
-        return self._guarded("redis", call)
-
-    def _guarded(self, name: str, call: Callable[[], Any]) -> Any:
-        """`call` through the `name` breaker; _FAILED when refused or failed."""
-        breaker = self.breakers.get(name)
-        if breaker is None:
-            return call()
-        try:
-            return breaker.call(call)
-        except CircuitOpenError:
-            return _FAILED
-        except (ServiceError, RedisError, ConnectionError, TimeoutError, OSError) as exc:
-            log.warning("%s call failed: %s", name, exc)
-            return _FAILED
+        return guarded(self.breakers, "redis", call)
 
     def _defer(self, batch: TradeBatch, tiers: np.ndarray) -> None:
         self.spill.append(batch.to_arrow())
@@ -441,18 +376,3 @@ class ResilientStages(Stages):
         props = snap.summary.additional_properties if snap and snap.summary else {}
         for token in json.loads(props.get(SPILL_TOKENS_PROPERTY, "[]")):
             self.spill.ack(token)
-
-    def _publish_status(self, signals: Signals) -> None:
-        now = self.clock()
-        if self.status_sink is None or now - self._last_status < STATUS_EVERY_S:
-            return
-        self._last_status = now
-        try:
-            self.status_sink(
-                {**self.manager.status(), "signals": signals.as_dict(), "published_at": time.time()}
-            )
-        except Exception as exc:  # status is best effort; never stop ingest over it
-            log.debug("status publish failed: %s", exc)
-
-
-_FAILED = object()

@@ -31,8 +31,9 @@ class IngestPipeline(Protocol):
     config: IngestConfig
     clock: Callable[[], float]
     sleep: Callable[[float], None]
-    joined: bool
 
+    @property
+    def joined(self) -> bool: ...
     @property
     def stopped(self) -> bool: ...
     def step(self, max_messages: int | None = None) -> int: ...

@@ -101,3 +101,24 @@ class IngestCounts:
     def rewound(self, reason: str) -> None:
         self.rewinds += 1
         self.rewind_reasons[reason] = self.rewind_reasons.get(reason, 0) + 1
+
+    def summary(
+        self, resets: Collection[int], offsets: Mapping[int, int], elapsed: float
+    ) -> dict[str, Any]:
+        """The run's summary before the stages add theirs (which set `duplicates`, `gaps`)."""
+        return {
+            "consumed": self.consumed,
+            "written": self.written,
+            "duplicates": 0,
+            "gaps": 0,
+            "dlq": self.dlq,
+            "dlq_reasons": self.dlq_reasons,
+            "commits": self.commits,
+            "failed_commits": self.failed_commits,
+            "rewinds": self.rewinds,
+            "rewind_reasons": self.rewind_reasons,
+            "broker_resets": sorted(set(resets)),
+            "offsets": {str(p): o for p, o in sorted(offsets.items())},
+            "elapsed_s": round(elapsed, 3),
+            "rate_msg_s": round(self.consumed / elapsed, 1) if elapsed > 0 else 0.0,
+        }

@@ -3,23 +3,45 @@
 `Stages` is the no-op base (like pybreaker's listeners): the pipeline calls every hook with
 narrow arguments, and a subclass overrides what it provides. `ResilientStages`
 (resilient.py) wires the load shedder, deduplicator, sequence tracker, degradation manager
-and the Redis state's check against the table into these hooks.
+and the Redis state's check against the table into these hooks; `SequenceStage` and
+`DedupStage` are what it needs of the sequence tracker and the deduplicator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import numpy as np
 from pyiceberg.table import Table
 
 from k2lib.storage.writer import CommitResult
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["CommitTicket", "PollPlan", "Stages"]
+__all__ = ["CommitTicket", "DedupStage", "PollPlan", "SequenceStage", "Stages"]
 
 T = TypeVar("T")
+
+
+class SequenceStage(Protocol):
+    def classify_batch(self, batch: TradeBatch) -> Any: ...
+    def replay_committed(self, batch: TradeBatch) -> None: ...
+    def summary(self) -> dict[str, Any]: ...
+
+
+class DedupStage(Protocol):
+    """Two-phase: `check` drops duplicates and holds new keys as pending; `stage` takes
+    the pending keys for one commit; `record` writes them to Redis after that commit."""
+
+    def check(self, batch: TradeBatch) -> np.ndarray: ...
+    def stage(self) -> Any: ...
+    def record(self, staged: Any) -> Any: ...
+    def restage(self, staged: Any) -> None: ...
+    def discard(self) -> int: ...
+    def replay_committed(self, batch: TradeBatch) -> None: ...
+    def warm(self) -> int: ...
+    def summary(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

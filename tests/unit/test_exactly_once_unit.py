@@ -201,8 +201,8 @@ def test_a_crash_between_the_commit_and_its_hooks_loses_no_dedup_key(tmp_path: P
     source.publish(0, trades(list(range(1, 201))))
     a.pipeline.step()
     a.pipeline.commit()
-    assert a.pipeline._inflight is not None
-    a.pipeline._inflight.future.result()  # the snapshot landed; the process dies here
+    assert a.pipeline.committer.inflight is not None
+    a.pipeline.committer.inflight.future.result()  # the snapshot landed; the process dies here
     assert not redis.store.bitmaps, "keys reached Redis before the hooks ran"
     source.publish(0, trades(list(range(1, 201))))  # the feed is sent again
     b = Process(tmp_path, shared(source), redis)

@@ -148,24 +148,10 @@ def test_order_is_exch_ts_then_seq() -> None:
 
 
 def test_limit_keeps_the_newest_rows_in_time_order() -> None:
-    batch = stream(500)
-    full = split_answer(
-        batch,
-        {p: 60 for p in range(4)},
-        {p: 60 for p in range(4)},
-        list(SYMBOLS),
-        T0,
-        T0 + 60 * MIN,
-    )
-    top = split_answer(
-        batch,
-        {p: 60 for p in range(4)},
-        {p: 60 for p in range(4)},
-        list(SYMBOLS),
-        T0,
-        T0 + 60 * MIN,
-        limit=7,
-    )
+    at = {p: 60 for p in range(4)}
+    window = (stream(500), at, dict(at), list(SYMBOLS), T0, T0 + 60 * MIN)
+    full = split_answer(*window)
+    top = split_answer(*window, limit=7)
     assert keys_of(top.rows) == keys_of(full.rows)[-7:]
     assert top.truncated == 493
     ts = top.rows.column("exch_ts").cast(pa.int64()).to_pylist()
