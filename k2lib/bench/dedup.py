@@ -1,10 +1,11 @@
-"""`k2 bench dedup`: the two-tier `Deduplicator` against exact per-record dedup in Redis.
+"""`k2 bench dedup`: the two-tier `CommitAlignedDeduplicator` against exact per-record dedup
+in Redis.
 
 Same records, same Redis, same run:
 
-- K2: `Deduplicator.filter` per batch (Bloom tier, then one Lua call: "maybe" keys confirmed,
-  every passing key recorded as bitmap spans); in the details, the commit-aligned
-  `CommitAlignedDeduplicator` (`check` per batch, `record` every 20 batches);
+- K2: what `k2 ingest` runs, `check` per batch (Bloom tier, then one read-only Lua call for
+  the "maybe" keys) and `record` every 20 batches, as a commit would (one Lua call, bitmap
+  spans);
 - baseline: exact dedup with the raw client, one `SADD` per record (0 means seen before),
   pipelined per batch;
 - details: the Bloom tier alone, and pybloom-live and rbloom (with a deterministic
@@ -23,12 +24,7 @@ import numpy as np
 import redis
 
 from k2lib.bench.sequence import feed_batches, scratch_redis
-from k2lib.ingestion.dedup import (
-    CommitAlignedDeduplicator,
-    DedupConfig,
-    Deduplicator,
-    RedisDedupStore,
-)
+from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, RedisDedupStore
 from k2lib.ingestion.dedup.bloom import BloomFilter, RotatingBloom, classic_bloom_bytes
 from k2lib.ingestion.dedup.keys import key_hash, name_hashes
 from k2lib.wire.schema import TradeBatch
@@ -39,7 +35,7 @@ BASELINE_SHARE = 0.2
 LIBRARY_KEYS = 200_000  # pybloom-live and rbloom go one key at a time: a sample is enough
 MEMORY_KEYS = 10_000_000
 MEMORY_ERROR_RATE = 0.001
-COMMIT_EVERY = 20  # batches per Iceberg commit, for the two-phase variant
+COMMIT_EVERY = 20  # batches per Iceberg commit
 
 
 def _with_duplicates(batches: list[TradeBatch], rate: float = 0.001) -> list[TradeBatch]:
@@ -107,19 +103,19 @@ def _memory() -> dict[str, int]:
 
 
 def _two_phase(
-    client: redis.Redis, prefix: str, batches: list[TradeBatch], config: DedupConfig
-) -> tuple[float, int]:
-    """The commit-aligned variant `k2 ingest` runs: `check` every batch, `record` as a
-    commit would. -> (records/s, duplicates dropped)."""
-    dedup = CommitAlignedDeduplicator(RedisDedupStore(client, prefix=prefix), config=config)
-    dropped = 0
+    dedup: CommitAlignedDeduplicator, batches: list[TradeBatch]
+) -> tuple[float, list[float]]:
+    """`check` every batch, `record` as a commit would. -> (seconds, seconds per batch)."""
+    latencies = []
     started = time.perf_counter()
     for i, batch in enumerate(batches):
-        dropped += len(batch) - int(np.count_nonzero(dedup.check(batch)))
+        t = time.perf_counter()
+        dedup.check(batch)
         if i % COMMIT_EVERY == COMMIT_EVERY - 1:
             dedup.record(dedup.stage())
+        latencies.append(time.perf_counter() - t)
     dedup.record(dedup.stage())
-    return sum(len(b) for b in batches) / (time.perf_counter() - started), dropped
+    return time.perf_counter() - started, latencies
 
 
 def _baseline(client: redis.Redis, prefix: str, batches: list[TradeBatch]) -> float:
@@ -149,38 +145,31 @@ def run(
     config = DedupConfig(window_s=3600.0, capacity=max(total, 1))
     with scratch_redis(redis_url, "dedup") as (client, prefix):
         # Load the script (and warm the connection) outside the timed loop.
-        warm = Deduplicator(
+        warm = CommitAlignedDeduplicator(
             RedisDedupStore(client, prefix=f"{prefix}warm:"),
             config=DedupConfig(capacity=len(batches[0])),
         )
-        warm.filter(batches[0])
-        dedup = Deduplicator(RedisDedupStore(client, prefix=f"{prefix}k2:"), config=config)
-        latencies, dropped, false_positives = [], 0, 0
-        started = time.perf_counter()
-        for batch in batches:
-            t = time.perf_counter()
-            result = dedup.filter(batch)
-            latencies.append(time.perf_counter() - t)
-            dropped += result.duplicates
-            false_positives += result.false_positives
-        seconds = time.perf_counter() - started
+        warm.check(batches[0])
+        warm.record(warm.stage())
+        dedup = CommitAlignedDeduplicator(
+            RedisDedupStore(client, prefix=f"{prefix}k2:"), config=config
+        )
+        seconds, latencies = _two_phase(dedup, batches)
         value = total / seconds
-        two_phase, two_phase_dropped = _two_phase(client, f"{prefix}2p:", batches, config)
+        totals = dedup.summary()
         share = batches[: max(1, int(len(batches) * BASELINE_SHARE))]
         baseline = _baseline(client, f"{prefix}base:", share)
     hashes = _hashes(batches)
     ms = np.array(latencies) * 1e3
     return {
         "name": "dedup",
-        "value": round(two_phase, 1),
+        "value": round(value, 1),
         "value_label": "CommitAlignedDeduplicator, the one k2 ingest runs: Bloom check, Redis "
         "confirmation of maybes, keys recorded in Redis per commit",
         "unit": "records/s",
         "baseline": round(baseline, 1),
         "baseline_label": "exact dedup with redis-py: one SADD per record, pipelined per batch",
-        "ratio": round(two_phase / baseline, 2),
-        "two_phase_duplicates_dropped": two_phase_dropped,
-        "one_phase_filter_records_s": round(value, 1),
+        "ratio": round(value / baseline, 2),
         "records": total,
         "batches": len(batches),
         "batch_size": batch_size,
@@ -188,9 +177,9 @@ def run(
         "seconds": round(seconds, 3),
         "p50_batch_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_batch_ms": round(float(np.percentile(ms, 99)), 2),
-        "duplicates_dropped": dropped,
+        "duplicates_dropped": totals.get("duplicates", 0),
         "duplicates_injected": total - records,
-        "bloom_false_positives": false_positives,
+        "bloom_false_positives": totals.get("false_positives", 0),
         "baseline_records": sum(len(b) for b in share),
         "bloom_only_keys_s": round(_bloom_only(hashes, config.capacity), 1),
         "bloom_memory_bytes_in_run": dedup.memory_bytes,

@@ -32,17 +32,17 @@ from pyiceberg.table import Table
 from k2lib.config import K2Settings
 from k2lib.connect import create_topics, load_k2_catalog
 from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig
-from k2lib.query.testing import (
+from k2lib.storage.compaction import CompactionConfig, compact
+from k2lib.storage.maintenance import MaintenanceConfig, run_maintenance
+from k2lib.storage.table import TABLE_PROPERTIES, ensure_table, latest_offsets
+from k2lib.storage.writer import IcebergWriter
+from k2lib.testing import (
     DEFAULT_SYMBOLS,
     append_with_offsets,
     next_seq,
     produce,
     synthetic_trades,
 )
-from k2lib.storage.compaction import CompactionConfig, compact
-from k2lib.storage.maintenance import MaintenanceConfig, run_maintenance
-from k2lib.storage.table import TABLE_PROPERTIES, ensure_table, latest_offsets
-from k2lib.storage.writer import IcebergWriter
 from k2lib.wire.schema import TradeBatch
 
 __all__ = ["BENCH_TABLE", "BENCH_TOPIC", "prepare", "run", "run_compaction"]

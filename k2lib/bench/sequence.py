@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import redis
 
-from k2lib.ingestion.sequence.memory import MemorySequenceTracker
+from k2lib.ingestion.sequence import SeqLabel
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
+from k2lib.testing import MemorySequenceTracker
 from k2lib.wire.schema import TradeBatch
 
 __all__ = ["drop_prefix", "feed_batches", "run", "scratch_redis"]
@@ -122,13 +123,13 @@ def run(
         # Load the script (and warm the connection) outside the timed loop.
         RedisSequenceTracker(client, prefix=f"{prefix}warm:").classify_batch(batches[0])
         tracker = RedisSequenceTracker(client, prefix=f"{prefix}k2:")
-        latencies, totals = [], np.zeros(7, np.int64)
+        latencies, totals = [], np.zeros(len(SeqLabel), np.int64)
         started = time.perf_counter()
         for batch in batches:
             t = time.perf_counter()
             result = tracker.classify_batch(batch)
             latencies.append(time.perf_counter() - t)
-            totals += np.bincount(result.labels, minlength=7)
+            totals += np.bincount(result.labels, minlength=len(SeqLabel))
         seconds = time.perf_counter() - started
         value = records / seconds
         share = batches[: max(1, int(len(batches) * BASELINE_SHARE))]
@@ -155,12 +156,6 @@ def run(
         "p99_batch_ms": round(float(np.percentile(ms, 99)), 2),
         "baseline_records": sum(len(b) for b in share),
         "memory_tracker_records_s": round(memory_rate, 1),
-        "labels": dict(
-            zip(
-                ["in_order", "duplicate", "gap", "late_fill", "out_of_order", "reset", "replayed"],
-                totals.tolist(),
-                strict=True,
-            )
-        ),
+        "labels": {label.name.lower(): int(totals[label]) for label in SeqLabel},
         "target": ">= 1,000,000 records/s and ratio >= 10",
     }

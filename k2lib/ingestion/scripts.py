@@ -1,6 +1,6 @@
 """Redis plumbing shared by the sequence tracker, the dedup tier and the state ledger.
 
-- `load_script`: a Lua script with the shared offset-ledger prelude;
+- `load_script`: a Lua script shipped in a package;
 - `tagged`: the key prefix with its hash tag. Every key under one prefix (one topic's sequence
   state, or its dedup keys, or its ledger) lands in one Redis Cluster slot, so each Lua call
   touches one slot and stays one atomic EVALSHA per batch (docs/decisions/013);
@@ -36,9 +36,8 @@ DELETE_CHUNK = 1_000
 
 
 def load_script(package: str, name: str) -> str:
-    """`ledger.lua` followed by `package/name`: one script, so still one EVALSHA per batch."""
-    prelude = resources.files("k2lib.ingestion").joinpath("ledger.lua").read_text()
-    return prelude + "\n" + resources.files(package).joinpath(name).read_text()
+    """The text of `package/name`."""
+    return resources.files(package).joinpath(name).read_text()
 
 
 def tagged(prefix: str) -> str:

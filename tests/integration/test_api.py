@@ -24,11 +24,11 @@ from k2lib.api import create_app
 from k2lib.config import K2Settings
 from k2lib.connect import create_topics, load_k2_catalog
 from k2lib.monitoring.metrics import new_registry
-from k2lib.query.testing import ingest_prefix, produce, synthetic_trades
 from k2lib.resilience.levels import DegradationLevel
 from k2lib.resilience.manager import DegradationManager
 from k2lib.resilience.spill import DeferredSpill, spill_directory
 from k2lib.storage.table import ensure_table
+from k2lib.testing import ingest_prefix, produce, synthetic_trades
 
 pytestmark = [pytest.mark.integration, pytest.mark.hybrid, pytest.mark.phase2]
 

@@ -20,8 +20,8 @@ from pyiceberg.table import Table
 from k2lib.config import K2Settings
 from k2lib.connect import load_k2_catalog
 from k2lib.query import HybridQueryEngine
-from k2lib.query.testing import next_seq, produce, synthetic_trades
 from k2lib.storage.table import ensure_table, latest_offsets, stored_keys
+from k2lib.testing import next_seq, produce, synthetic_trades
 from k2lib.wire.schema import TradeBatch
 from tests.helpers import last_json, run_k2
 

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from k2lib.config import K2Settings
 from k2lib.connect import create_topics, topic_id
 from k2lib.ingestion.consumer import TradeConsumer
-from k2lib.query.testing import next_seq, produce, synthetic_trades
+from k2lib.testing import next_seq, produce, synthetic_trades
 from k2lib.wire.codec import decode_batch
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,6 @@
-"""The deduplicator against a real Redis: restarts, rotation, forced false positives, consumers
-sharing Redis (interleaved and in concurrent threads), replays, and Redis being down."""
+"""The commit-aligned deduplicator against a real Redis: restarts, rotation, forced false
+positives, consumers sharing Redis (taking turns, and recording in concurrent threads),
+redeliveries, backfills, the memory twin, and Redis being down."""
 
 from __future__ import annotations
 
@@ -17,14 +18,9 @@ from hypothesis import strategies as st
 from k2lib.bench.sequence import drop_prefix
 from k2lib.clock import ManualClock
 from k2lib.errors import ServiceError
-from k2lib.ingestion.dedup import (
-    CommitAlignedDeduplicator,
-    DedupConfig,
-    Deduplicator,
-    RedisDedupStore,
-)
-from k2lib.ingestion.dedup.memory_store import MemoryDedupStore
+from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, RedisDedupStore
 from k2lib.ingestion.scripts import tagged
+from k2lib.testing import MemoryDedupStore
 from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
@@ -91,10 +87,17 @@ def cut(batch: TradeBatch, size: int) -> list[TradeBatch]:
 
 def dedup(
     r: redis.Redis, prefix: str, config: DedupConfig = CONFIG, clock: ManualClock | None = None
-) -> Deduplicator:
-    return Deduplicator(
+) -> CommitAlignedDeduplicator:
+    return CommitAlignedDeduplicator(
         RedisDedupStore(r, prefix=prefix), config=config, wall_clock=clock or ManualClock(START)
     )
+
+
+def committed(d: CommitAlignedDeduplicator, part: TradeBatch) -> list[bool]:
+    """`check`, then `record` as the pipeline does once the kept rows are committed."""
+    keep = d.check(part).tolist()
+    d.record(d.stage())
+    return keep
 
 
 def test_a_restart_warms_from_redis_and_stays_exact(
@@ -103,13 +106,12 @@ def test_a_restart_warms_from_redis_and_stays_exact(
     batch, truth = stream(1, 6_000)
     first, rest = batch.take(np.arange(3_000)), batch.take(np.arange(3_000, 6_000))
     before = dedup(client, prefix)
-    keep = [k for part in cut(first, 1_000) for k in before.filter(part).keep.tolist()]
+    keep = [k for part in cut(first, 1_000) for k in committed(before, part)]
     restarted = dedup(redis_connect(), prefix)  # a new process, a cold Bloom
     assert restarted.warm() == sum(truth[:3_000])
-    results = [restarted.filter(part) for part in cut(rest, 1_000)]
-    keep += [k for r in results for k in r.keep.tolist()]
+    keep += [k for part in cut(rest, 1_000) for k in committed(restarted, part)]
     assert keep == truth
-    assert sum(r.bloom_maybe for r in results) >= sum(r.confirmed for r in results) > 0
+    assert restarted.summary()["confirmed"] > 0  # found in Redis, not only in-process
 
 
 def test_the_window_rotates_in_redis_and_in_the_bloom_filter(
@@ -117,21 +119,20 @@ def test_the_window_rotates_in_redis_and_in_the_bloom_filter(
 ) -> None:
     clock = ManualClock(START)
     d = dedup(client, prefix, clock=clock)
-    d.filter(trades([1, 2, 3]))
+    committed(d, trades([1, 2, 3]))
     ttls = [client.ttl(k) for k in client.scan_iter(match=f"{tagged(prefix)}g*")]
     assert ttls and all(0 < t <= CONFIG.ttl_s for t in ttls)
     clock.advance(CONFIG.window_s)
-    assert d.filter(trades([3, 4])).keep.tolist() == [False, True]
+    assert committed(d, trades([3, 4])) == [False, True]
     clock.advance(2 * CONFIG.window_s)
-    assert d.filter(trades([3, 4])).keep.all()  # past the horizon: remembered no longer
+    assert all(d.check(trades([3, 4])))  # past the horizon: remembered no longer
 
 
 def test_forced_bloom_false_positives_drop_nothing_real(client: redis.Redis, prefix: str) -> None:
     batch, truth = stream(2, 8_000, dup=0.05)
     d = dedup(client, prefix, config=TINY)
-    results = [d.filter(part) for part in cut(batch, 2_000)]
-    assert [k for r in results for k in r.keep.tolist()] == truth
-    assert sum(r.false_positives for r in results) > 1_000
+    assert [k for part in cut(batch, 2_000) for k in committed(d, part)] == truth
+    assert d.summary()["false_positives"] > 1_000
 
 
 def test_two_deduplicators_share_redis(client: redis.Redis, prefix: str) -> None:
@@ -139,59 +140,55 @@ def test_two_deduplicators_share_redis(client: redis.Redis, prefix: str) -> None
     a, b = dedup(client, prefix), dedup(client, prefix)  # separate Bloom filters
     keep = []
     for i, part in enumerate(cut(batch, 500)):
-        keep += (a if i % 2 == 0 else b).filter(part).keep.tolist()
+        d = a if i % 2 == 0 else b
+        d.warm()  # the partitions moved to it: it warms, as after every assignment
+        keep += committed(d, part)
     assert keep == truth
+    assert a.summary()["confirmed"] + b.summary()["confirmed"] > 0
 
 
-def test_concurrent_threads_keep_each_key_exactly_once(
+def test_concurrent_threads_record_each_key_exactly_once(
     client: redis.Redis, prefix: str, redis_connect: Callable[[], Any]
 ) -> None:
     batch, _ = stream(4, 4_000, dup=0.0)
-    batch = TradeBatch.from_columns(  # no Kafka provenance: every thread is a fresh sender
-        exchange=batch.exchange,
-        symbol=batch.symbol,
-        seq=batch.seq,
-        exch_ts=batch.exch_ts,
-        recv_ts=batch.recv_ts,
-        price=batch.price,
-        qty=batch.qty,
-    )
-    kept = [0] * 4
+    firsts = [0] * 4
 
     def consume(i: int) -> None:
         d = dedup(redis_connect(), prefix)
         for part in cut(batch, 250):
-            kept[i] += d.filter(part).kept
+            committed(d, part)
+        totals = d.summary()
+        firsts[i] = totals.get("recorded", 0) - totals.get("late_duplicates", 0)
 
     threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert sum(kept) == len(batch)  # each key passed exactly once across the four
+    # Each key's bit was set once: every other thread's record counted it as late.
+    assert sum(firsts) == len(batch)
 
 
-def test_a_replay_after_a_restart_decides_as_before(client: redis.Redis, prefix: str) -> None:
+def test_a_redelivery_after_a_restart_is_dropped(client: redis.Redis, prefix: str) -> None:
     batch, truth = stream(5, 2_000)
-    first = [dedup(client, prefix).filter(p).keep.tolist() for p in cut(batch, 400)]
-    again = [dedup(client, prefix).filter(p) for p in cut(batch, 400)]
-    assert [k for p in first for k in p] == truth
-    assert [k for r in again for k in r.keep.tolist()] == truth
-    assert sum(r.replayed for r in again) == len(batch)
+    first = dedup(client, prefix)
+    assert [k for p in cut(batch, 400) for k in committed(first, p)] == truth
+    again = dedup(client, prefix)
+    again.warm()
+    assert not any(k for p in cut(batch, 400) for k in again.check(p).tolist())
 
 
-def test_backfilled_records_are_checked_not_taken_as_replays(
+def test_backfilled_records_are_checked_against_the_later_ones(
     client: redis.Redis, prefix: str
 ) -> None:
     batch, truth = stream(6, 1_000)
     deferred = np.zeros(len(batch), bool)
     deferred[300:400] = True  # shed, then backfilled after later offsets went through
     d = dedup(client, prefix)
-    first = d.filter(batch.take(~deferred))
-    backfill = d.filter(batch.take(deferred))
-    assert backfill.replayed == 0
+    first = committed(d, batch.take(~deferred))
+    backfill = committed(d, batch.take(deferred))
     keep = np.empty(len(batch), bool)
-    keep[~deferred], keep[deferred] = first.keep, backfill.keep
+    keep[~deferred], keep[deferred] = first, backfill
     # Deferred records are judged after later ones: a pair split across the two is kept
     # once either way, so compare what was dropped per key, not per position.
     assert int(keep.sum()) == sum(truth)
@@ -206,22 +203,29 @@ def test_redis_store_and_memory_twin_agree(
     p = fresh_prefix()
     try:
         red = dedup(client, p, config=TINY if tiny else CONFIG)
-        mem = Deduplicator(
+        mem = CommitAlignedDeduplicator(
             MemoryDedupStore(), config=TINY if tiny else CONFIG, wall_clock=ManualClock(START)
         )
-        for part in cut(batch, size):
-            x, y = red.filter(part), mem.filter(part)
-            assert x.keep.tolist() == y.keep.tolist()
-            assert (x.confirmed, x.false_positives) == (y.confirmed, y.false_positives)
+        for i, part in enumerate(cut(batch, size)):
+            assert red.check(part).tolist() == mem.check(part).tolist()
+            if i % 2:
+                assert red.record(red.stage()) == mem.record(mem.stage())
+        assert red.summary() == mem.summary()
     finally:
         drop_prefix(client, p)
 
 
-def test_redis_down_raises_service_error_and_changes_nothing() -> None:
-    d = Deduplicator(RedisDedupStore(redis.Redis(port=1, socket_connect_timeout=0.2)))
+def test_redis_down_raises_service_error_and_keeps_the_keys_pending() -> None:
+    d = CommitAlignedDeduplicator(RedisDedupStore(redis.Redis(port=1, socket_connect_timeout=0.2)))
     with pytest.raises(ServiceError):
-        d.filter(trades([1, 2]))
-    assert d.bloom.contains_batch(np.arange(10, dtype=np.uint64)).sum() == 0
+        d.warm()
+    assert d.check(trades([1, 2])).all()  # a cold filter: no "maybe", no Redis call
+    staged = d.stage()
+    with pytest.raises(ServiceError):
+        d.record(staged)
+    d.restage(staged)
+    assert d.summary()["pending"] == 2 and "recorded" not in d.summary()
+    assert not d.check(trades([1, 2])).any()
 
 
 def trades(seqs: list[int]) -> TradeBatch:

@@ -25,14 +25,14 @@ from k2lib.connect import create_topics, load_k2_catalog, topic_id
 from k2lib.errors import InconsistentSeamError
 from k2lib.query import HybridQueryEngine, KafkaTail, TailConfig
 from k2lib.query.merge import OFFSET_BEGINNING
-from k2lib.query.testing import (
+from k2lib.storage.table import ensure_table, latest_offsets
+from k2lib.testing import (
     append_with_offsets,
     ingest_prefix,
     next_seq,
     produce,
     synthetic_trades,
 )
-from k2lib.storage.table import ensure_table, latest_offsets
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.partitioner import partition_for
 from k2lib.wire.schema import TradeBatch

@@ -15,8 +15,8 @@ from redis.crc import key_slot
 from k2lib.bench.sequence import drop_prefix
 from k2lib.clock import ManualClock
 from k2lib.ingestion import scripts
-from k2lib.ingestion.dedup import DedupConfig, Deduplicator, RedisDedupStore
-from k2lib.ingestion.sequence import SeqLabel, SequenceConfig
+from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, RedisDedupStore
+from k2lib.ingestion.sequence import SeqLabel
 from k2lib.ingestion.sequence.gaps import list_gaps
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.ingestion.state import StateLedger
@@ -24,7 +24,7 @@ from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability]
 
-CONFIG = SequenceConfig(replay_detection=True)
+START = 1_700_000_000.0
 
 
 @pytest.fixture
@@ -53,20 +53,22 @@ def test_names_holding_a_colon_keep_their_own_state(
     redis_connect: Callable[[], Any], prefix: str
 ) -> None:
     left, right = ("a:b", "c"), ("a", "b:c")  # "a:b:c" either way, if joined by ':'
-    tracker = RedisSequenceTracker(redis_connect(), prefix=f"{prefix}seq:", config=CONFIG)
+    tracker = RedisSequenceTracker(redis_connect(), prefix=f"{prefix}seq:")
     tracker.classify_batch(trades([left] * 3, [1, 2, 3], [0, 1, 2]))
     got = tracker.classify_batch(trades([right] * 2, [1, 5], [3, 4]))
     assert [SeqLabel(x) for x in got.labels.tolist()] == [SeqLabel.IN_ORDER, SeqLabel.GAP]
     assert list_gaps(redis_connect(), f"{prefix}seq:") == [
         {"exchange": "a", "symbol": "b:c", "first": 2, "last": 4}
     ]
-    dedup = Deduplicator(
+    dedup = CommitAlignedDeduplicator(
         RedisDedupStore(redis_connect(), prefix=f"{prefix}dedup:"),
         config=DedupConfig(capacity=100),
-        wall_clock=ManualClock(1_700_000_000.0),
+        wall_clock=ManualClock(START),
     )
-    assert dedup.filter(trades([left, right], [7, 7], [0, 1])).keep.tolist() == [True, True]
-    assert dedup.filter(trades([left, right], [7, 7], [2, 3])).keep.tolist() == [False, False]
+    assert dedup.check(trades([left, right], [7, 7], [0, 1])).tolist() == [True, True]
+    dedup.record(dedup.stage())
+    assert dedup.check(trades([left, right], [7, 7], [2, 3])).tolist() == [False, False]
+    assert dedup.summary()["confirmed"] == 2  # both found in Redis, not only in-process
 
 
 def test_every_key_of_a_prefix_lands_in_one_slot(
@@ -75,14 +77,17 @@ def test_every_key_of_a_prefix_lands_in_one_slot(
     client = redis_connect()
     names = [(f"ex{i % 3}", f"S{i}") for i in range(40)]
     batch = trades(names, list(range(1, 41)), list(range(40)))
-    tracker = RedisSequenceTracker(client, prefix=f"{prefix}seq:", config=CONFIG)
+    tracker = RedisSequenceTracker(client, prefix=f"{prefix}seq:")
     tracker.classify_batch(batch)
     tracker.classify_batch(trades(names[:1], [99], [40]))  # a gap: the open-gaps index too
-    Deduplicator(
-        RedisDedupStore(client, prefix=f"{prefix}dedup:"),
-        wall_clock=ManualClock(1_700_000_000.0),
-    ).filter(batch)
-    for stage, at_least in (("seq:", 42), ("dedup:", 2)):
+    clock = ManualClock(START)
+    dedup = CommitAlignedDeduplicator(
+        RedisDedupStore(client, prefix=f"{prefix}dedup:"), wall_clock=clock
+    )
+    dedup.replay_committed(batch)
+    clock.advance(dedup.config.window_s)  # the next window: a second hash
+    dedup.replay_committed(trades(names[:1], [100], [41]))
+    for stage, at_least in (("seq:", 41), ("dedup:", 2)):  # 40 states + the index; 2 windows
         keys = scripts.scan_prefix(client, f"{prefix}{stage}")
         assert len(keys) >= at_least
         assert len({key_slot(k) for k in keys}) == 1
@@ -136,7 +141,7 @@ def test_a_slot_moved_under_a_running_tracker_is_followed(redis_cluster: Any) ->
     client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
     prefix = f"test:rc:{uuid.uuid4().hex}:seq:"
     try:
-        tracker = RedisSequenceTracker(client, prefix=prefix, config=CONFIG)
+        tracker = RedisSequenceTracker(client, prefix=prefix)
         btc = [("binance", "BTC")]
         tracker.classify_batch(trades(btc * 3, [1, 2, 4], [0, 1, 2]))
         key = f"{scripts.tagged(prefix)}open-gaps"
@@ -147,7 +152,8 @@ def test_a_slot_moved_under_a_running_tracker_is_followed(redis_cluster: Any) ->
             SeqLabel.DUPLICATE,
             SeqLabel.IN_ORDER,
         ]
-        assert tracker.classify_batch(trades(btc, [5], [5])).replayed == 1
+        again = tracker.classify_batch(trades(btc, [5], [5]))  # Kafka redelivered offset 5
+        assert [SeqLabel(x) for x in again.labels.tolist()] == [SeqLabel.DUPLICATE]
         assert list_gaps(client, prefix) == []
     finally:
         drop_prefix(client, prefix)

@@ -20,14 +20,13 @@ from k2lib.bench.sequence import drop_prefix
 from k2lib.errors import ServiceError
 from k2lib.ingestion.sequence import SeqLabel, SequenceConfig
 from k2lib.ingestion.sequence.gaps import list_gaps
-from k2lib.ingestion.sequence.memory import MemorySequenceTracker
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
-from k2lib.ingestion.sequence.testing import FaultSpec, faulty_stream
+from k2lib.testing import FaultyStreamSpec, MemorySequenceTracker, faulty_stream
 from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
 
-CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000, replay_detection=True)
+CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000)
 
 
 def fresh_prefix() -> str:
@@ -53,7 +52,7 @@ def cut(batch: TradeBatch, bounds: list[int]) -> list[TradeBatch]:
 
 
 SPECS = st.builds(
-    FaultSpec,
+    FaultyStreamSpec,
     keys=st.integers(1, 4),
     sessions=st.integers(1, 3),
     max_length=st.integers(1, 80),
@@ -66,7 +65,7 @@ SPECS = st.builds(
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(spec=SPECS, seed=st.integers(0, 2**32), bounds=st.lists(st.integers(0, 10_000), max_size=6))
 def test_redis_and_memory_trackers_agree_record_for_record(
-    client: redis.Redis, spec: FaultSpec, seed: int, bounds: list[int]
+    client: redis.Redis, spec: FaultyStreamSpec, seed: int, bounds: list[int]
 ) -> None:
     batch, truth = faulty_stream(random.Random(seed), spec)
     p = fresh_prefix()
@@ -84,7 +83,8 @@ def test_redis_and_memory_trackers_agree_record_for_record(
 
 
 def test_two_consumers_share_state_through_redis(client: redis.Redis, prefix: str) -> None:
-    batch, truth = faulty_stream(random.Random(7), FaultSpec(keys=5, sessions=2, max_length=400))
+    spec = FaultyStreamSpec(keys=5, sessions=2, max_length=400)
+    batch, truth = faulty_stream(random.Random(7), spec)
     consumers = [RedisSequenceTracker(client, prefix=prefix, config=CONFIG) for _ in range(2)]
     reference = MemorySequenceTracker(config=CONFIG)
     parts = cut(batch, list(range(0, len(batch), 37)))
@@ -114,7 +114,7 @@ def test_a_restart_keeps_the_state(
     ]
 
 
-def test_replayed_kafka_records_are_recognised_after_a_restart(
+def test_redelivered_kafka_records_are_duplicates_after_a_restart(
     client: redis.Redis, prefix: str
 ) -> None:
     batch = trades([1, 2, 4, 5]).with_kafka(np.zeros(4), np.arange(100, 104))
@@ -122,19 +122,19 @@ def test_replayed_kafka_records_are_recognised_after_a_restart(
         batch.take(np.arange(3))
     )
     result = RedisSequenceTracker(client, prefix=prefix, config=CONFIG).classify_batch(batch)
-    assert result.replayed == 3 and result.duplicates == 0
+    assert result.duplicates == 3
     assert [SeqLabel(x) for x in result.labels.tolist()][-1] == SeqLabel.IN_ORDER
+    assert list_gaps(client, prefix) == [
+        {"exchange": "binance", "symbol": "BTC", "first": 3, "last": 3}
+    ]
 
 
-def test_backfilled_records_are_new_while_replays_are_recognised(
-    client: redis.Redis, prefix: str
-) -> None:
+def test_backfilled_records_fill_their_gap(client: redis.Redis, prefix: str) -> None:
     batch = trades(list(range(1, 11))).with_kafka(np.zeros(10), np.arange(10))
     tracker = RedisSequenceTracker(client, prefix=prefix, config=CONFIG)
     tracker.classify_batch(batch.take(np.r_[0:4, 7:10]))  # offsets 4..6 deferred (shed)
     backfill = tracker.classify_batch(batch.take(np.arange(4, 7)))
-    assert backfill.late_fills == 3 and backfill.replayed == 0
-    assert tracker.classify_batch(batch).replayed == 10
+    assert backfill.late_fills == 3
     assert list_gaps(client, prefix) == []
 
 

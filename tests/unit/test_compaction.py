@@ -17,7 +17,6 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
 
 from k2lib.errors import CommitFencedError
-from k2lib.query.testing import next_seq, synthetic_trades
 from k2lib.storage.changes import current_sequence_number, rows_added_since
 from k2lib.storage.compaction import (
     CompactionConfig,
@@ -28,6 +27,7 @@ from k2lib.storage.compaction import (
 from k2lib.storage.maintenance import MaintenanceConfig, expire_snapshots, run_maintenance
 from k2lib.storage.table import ensure_table, latest_offsets, offsets_of, stored_keys
 from k2lib.storage.writer import IcebergWriter
+from k2lib.testing import next_seq, synthetic_trades
 from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.unit]

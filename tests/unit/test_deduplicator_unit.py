@@ -1,5 +1,6 @@
-"""The deduplicator's logic over the in-process store twin: within-batch, Bloom tier, replays,
-rotation and failures. The Redis tier itself is tested in tests/integration."""
+"""The commit-aligned deduplicator's logic over the in-process store twin: within-batch,
+pending keys, Bloom tier, rotation, restarts and failures. The Redis tier itself is tested in
+tests/integration."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from k2lib.clock import ManualClock
 from k2lib.errors import ConfigError, ServiceError, ValidationError
-from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, Deduplicator
-from k2lib.ingestion.dedup.memory_store import MemoryDedupStore
-from k2lib.ingestion.dedup.store import StorePlan, StoreVerdict
+from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig
+from k2lib.ingestion.dedup.store import StorePlan
+from k2lib.testing import MemoryDedupStore
 from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.unit, pytest.mark.scalability, pytest.mark.phase2]
@@ -40,102 +41,124 @@ def trades(seqs: list[int], symbols: list[str] | None = None, offsets: list[int]
     )
 
 
-def make(store: MemoryDedupStore | None = None, config: DedupConfig = CONFIG, **kw) -> Deduplicator:
+def make(
+    store: MemoryDedupStore | None = None, config: DedupConfig = CONFIG, **kw
+) -> CommitAlignedDeduplicator:
     kw.setdefault("wall_clock", ManualClock(START))
-    return Deduplicator(store if store is not None else MemoryDedupStore(), config=config, **kw)
+    store = store if store is not None else MemoryDedupStore()
+    return CommitAlignedDeduplicator(store, config=config, **kw)
+
+
+def committed(dedup: CommitAlignedDeduplicator, batch: TradeBatch) -> np.ndarray:
+    """`check`, then `record` as the pipeline does once the kept rows are committed."""
+    keep = dedup.check(batch)
+    dedup.record(dedup.stage())
+    return keep
 
 
 def test_within_batch_keeps_the_first_occurrence() -> None:
-    result = make().filter(trades([1, 2, 2, 1, 3], ["A", "A", "A", "B", "A"]))
-    assert result.keep.tolist() == [True, True, False, True, True]
-    assert result.within_batch == 1 and result.duplicates == 1
+    dedup = make()
+    keep = dedup.check(trades([1, 2, 2, 1, 3], ["A", "A", "A", "B", "A"]))
+    assert keep.tolist() == [True, True, False, True, True]
+    assert dedup.summary()["within_batch"] == 1 and dedup.summary()["duplicates"] == 1
 
 
 def test_the_first_duplicate_in_a_later_batch_is_caught() -> None:
     dedup = make()
-    dedup.filter(trades([1, 2, 3]))
-    result = dedup.filter(trades([3, 4]))
-    assert result.keep.tolist() == [False, True]
-    assert result.confirmed == 1 and result.bloom_maybe == 1 and result.false_positives == 0
+    committed(dedup, trades([1, 2, 3]))
+    assert dedup.check(trades([3, 4])).tolist() == [False, True]
+    totals = dedup.summary()
+    assert totals["confirmed"] == 1 and totals["false_positives"] == 0
 
 
 def test_bloom_false_positives_never_drop_a_real_trade() -> None:
     dedup = make(config=TINY)
-    dedup.filter(trades(list(range(0, 2_000, 2))))
-    result = dedup.filter(trades(list(range(1, 2_000, 2))))  # all new, most look familiar
-    assert result.keep.all()
-    assert result.false_positives > 500 and result.false_positives == result.bloom_maybe
+    committed(dedup, trades(list(range(0, 2_000, 2))))
+    assert dedup.check(trades(list(range(1, 2_000, 2)))).all()  # all new, most look familiar
+    assert dedup.summary()["false_positives"] > 500 and dedup.summary()["confirmed"] == 0
 
 
 def test_keys_are_remembered_for_the_horizon_then_pass_again() -> None:
     clock = ManualClock(START)
     dedup = make(wall_clock=clock)
-    dedup.filter(trades([1, 2]))
+    committed(dedup, trades([1, 2]))
     clock.advance(CONFIG.window_s)  # still live in the older generation
-    assert dedup.filter(trades([1, 5])).keep.tolist() == [False, True]
+    assert committed(dedup, trades([1, 5])).tolist() == [False, True]
     clock.advance(2 * CONFIG.window_s)  # both windows left the horizon
-    assert dedup.filter(trades([1, 2, 5])).keep.all()
+    assert dedup.check(trades([1, 2, 5])).all()
 
 
 def test_warm_loads_the_live_windows_into_a_new_bloom_filter() -> None:
     store = MemoryDedupStore()
-    make(store).filter(trades([10, 11, 12], ["A", "A", "B"]))
+    committed(make(store), trades([10, 11, 12], ["A", "A", "B"]))
     restarted = make(store)
     assert restarted.warm() == 3
-    result = restarted.filter(trades([10, 12, 13], ["A", "B", "B"]))
-    assert result.keep.tolist() == [False, False, True]
-    assert result.bloom_maybe == 2 and result.confirmed == 2
+    calls = store.calls
+    assert restarted.check(trades([10, 12, 13], ["A", "B", "B"])).tolist() == [False, False, True]
+    assert restarted.summary()["confirmed"] == 2 and store.calls == calls + 1
 
 
-def test_a_key_recorded_by_another_consumer_is_caught_without_warming() -> None:
+def test_a_key_recorded_by_another_consumer_is_caught_after_warming() -> None:
     store = MemoryDedupStore()
-    make(store).filter(trades([1, 2, 3]))
-    other = make(store)  # its Bloom filter never saw these keys
-    result = other.filter(trades([2, 3, 4]))
-    assert result.keep.tolist() == [False, False, True]
-    assert result.confirmed == 2 and result.bloom_maybe == 0
+    committed(make(store), trades([1, 2, 3]))
+    other = make(store)
+    other.warm()  # the pipeline warms after every partition assignment
+    assert other.check(trades([2, 3, 4])).tolist() == [False, False, True]
+    assert other.summary()["confirmed"] == 2
 
 
-def test_a_kafka_replay_is_decided_as_the_first_time() -> None:
+def test_a_redelivered_batch_is_dropped_against_the_store() -> None:
     store = MemoryDedupStore()
-    batch = trades([1, 2, 2, 3], offsets=[10, 11, 12, 13])
-    first = make(store).filter(batch)
-    again = make(store).filter(TradeBatch.concat([batch, trades([3, 4], offsets=[14, 15])]))
-    assert first.keep.tolist() == [True, True, False, True]
-    assert again.keep.tolist() == [True, True, False, True, False, True]
-    assert again.replayed == 4 and again.duplicates == 2
-
-
-def test_deferred_then_backfilled_records_are_checked_not_taken_as_replays() -> None:
-    dedup = make()
-    batch = trades([1, 2, 3, 2, 5, 6], offsets=[0, 1, 2, 3, 4, 5])
-    dedup.filter(batch.take(np.r_[0:3, 4:6]))  # offset 3 deferred (shed), backfilled later
-    backfill = dedup.filter(batch.take(np.array([3])))
-    assert backfill.keep.tolist() == [False] and backfill.replayed == 0
-    again = dedup.filter(batch)  # a crash replays everything: decided as before
-    assert again.keep.tolist() == [True, True, True, False, True, True]
-    assert again.replayed == 6
+    batch = trades([1, 2], offsets=[0, 1])
+    committed(make(store), batch)
+    again = make(store)
+    again.warm()
+    assert not again.check(batch).any()
+    assert not again.check(trades([2, 3], offsets=[0, 1]))[0]  # same offsets, judged by key
 
 
 def test_a_failing_store_changes_nothing_locally() -> None:
-    class DownStore(MemoryDedupStore):
-        def apply(self, plan: StorePlan) -> StoreVerdict:
-            raise ServiceError("redis is down")
+    class FlakyStore(MemoryDedupStore):
+        down = False
 
-    dedup = make(DownStore())
+        def probe(self, plan: StorePlan) -> np.ndarray:
+            if self.down:
+                raise ServiceError("redis is down")
+            return super().probe(plan)
+
+        def record(self, plan: StorePlan) -> int:
+            if self.down:
+                raise ServiceError("redis is down")
+            return super().record(plan)
+
+    store = FlakyStore()
+    committed(make(store), trades([1, 2, 3]))
+    dedup = make(store)
+    dedup.warm()
+    store.down = True
     with pytest.raises(ServiceError):
-        dedup.filter(trades([1, 2, 3]))
-    assert not dedup.bloom.contains_batch(np.array([1], np.uint64)).any()
-    healthy = make(MemoryDedupStore())
-    assert healthy.filter(trades([1, 2, 3])).keep.all()
+        dedup.check(trades([3, 9]))  # 3 is a Bloom "maybe": the store is asked
+    assert dedup.summary()["pending"] == 0 and dedup.summary().get("records", 0) == 0
+    store.down = False
+    assert dedup.check(trades([3, 9])).tolist() == [False, True]
+    staged = dedup.stage()
+    store.down = True
+    with pytest.raises(ServiceError):
+        dedup.record(staged)
+    dedup.restage(staged)  # as the pipeline does when Redis failed after the commit
+    assert dedup.check(trades([9])).tolist() == [False]
+    store.down = False
+    dedup.record(dedup.stage())
+    assert dedup.summary()["pending"] == 0 and dedup.summary()["recorded"] == 1
 
 
 def test_metrics_on_the_injected_registry() -> None:
     registry = CollectorRegistry()
     dedup = make(registry=registry)
-    dedup.filter(trades([1, 1, 2]))
-    dedup.filter(trades([2, 3]))
+    committed(dedup, trades([1, 1, 2]))
+    committed(dedup, trades([2, 3]))
     value = registry.get_sample_value
+    assert value("k2_dedup_records_total") == 5
     assert value("k2_dedup_duplicates_total") == 2
     assert value("k2_dedup_redis_confirmations_total") == 1
     assert value("k2_dedup_bloom_false_positives_total") == 0
@@ -144,14 +167,15 @@ def test_metrics_on_the_injected_registry() -> None:
 
 def test_rejects_negative_seqs_and_bad_config() -> None:
     with pytest.raises(ValidationError):
-        make().filter(trades([-1]))
+        make().check(trades([-1]))
     with pytest.raises(ConfigError):
         DedupConfig(generations=1)
 
 
 def test_empty_batch() -> None:
-    result = make().filter(TradeBatch.empty())
-    assert result.keep.shape == (0,) and result.duplicates == 0
+    dedup = make()
+    assert dedup.check(TradeBatch.empty()).shape == (0,)
+    assert dedup.record(dedup.stage()) == 0 and dedup.summary().get("duplicates", 0) == 0
 
 
 @settings(max_examples=150, deadline=None)
@@ -164,6 +188,8 @@ def test_empty_batch() -> None:
 def test_keeps_exactly_the_first_occurrence_of_every_key(
     seed: int, tiny: bool, cuts: list[int], consumers: int
 ) -> None:
+    """Consumers take turns over one store, as partitions move between them: each warms on
+    its assignment, and each batch is committed before the next is checked."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3_000))
     symbols = rng.integers(0, 4, n)
@@ -180,11 +206,14 @@ def test_keeps_exactly_the_first_occurrence_of_every_key(
     bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
     keep = []
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        keep.extend(dedups[i % consumers].filter(batch.take(np.arange(lo, hi))).keep.tolist())
+        dedup = dedups[i % consumers]
+        if consumers > 1:
+            dedup.warm()
+        keep.extend(committed(dedup, batch.take(np.arange(lo, hi))).tolist())
     assert keep == truth
 
 
-# -- the commit-aligned (two-phase) variant ------------------------------------------------
+# -- the two phases around the commit -------------------------------------------------------
 
 
 def two_phase(store: MemoryDedupStore, config: DedupConfig = CONFIG) -> CommitAlignedDeduplicator:
@@ -250,19 +279,3 @@ def test_two_phase_keeps_exactly_the_first_occurrence(
         if i % 2:  # a commit now and then
             dedup.record(dedup.stage())
     assert keep == truth
-
-
-def test_filter_without_replay_detection_drops_a_redelivery() -> None:
-    store = MemoryDedupStore()
-    batch = trades([1, 2], offsets=[0, 1])
-    make(store, DedupConfig(window_s=60.0, capacity=100, replay_detection=False)).filter(batch)
-    again = make(store, DedupConfig(window_s=60.0, capacity=100, replay_detection=False))
-    assert not again.filter(batch).keep.any()
-
-
-def test_forget_offsets_after_a_broker_reset() -> None:
-    store = MemoryDedupStore()
-    make(store).filter(trades([1, 2], offsets=[0, 1]))
-    dedup = make(store)
-    dedup.forget_offsets()  # offsets 0, 1 now carry a re-published feed: judged by key
-    assert dedup.filter(trades([2, 3], offsets=[0, 1])).keep.tolist() == [False, True]

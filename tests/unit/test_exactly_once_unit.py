@@ -20,10 +20,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 from k2lib.clock import ManualClock
 from k2lib.errors import CommitFencedError
 from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig
-from k2lib.ingestion.dedup.memory_store import MemoryDedupStore
 from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
 from k2lib.ingestion.resilient import ResilientStages
-from k2lib.ingestion.sequence.memory import MemorySequenceTracker
 from k2lib.resilience import (
     CircuitBreaker,
     DeferredSpill,
@@ -33,7 +31,13 @@ from k2lib.resilience import (
 )
 from k2lib.storage.table import ensure_table, held_mask, latest_offsets, stored_keys
 from k2lib.storage.writer import IcebergWriter
-from k2lib.testing import ListDeadLetters, ListSource, MemoryStateLedger
+from k2lib.testing import (
+    ListDeadLetters,
+    ListSource,
+    MemoryDedupStore,
+    MemorySequenceTracker,
+    MemoryStateLedger,
+)
 from k2lib.wire.codec import encode_batch
 from k2lib.wire.schema import TradeBatch
 

@@ -29,9 +29,9 @@ from k2lib.query.merge import (
     tag_source,
     to_records,
 )
-from k2lib.query.testing import append_with_offsets, synthetic_trades
 from k2lib.resilience.spill import DeferredSpill, spill_directory
 from k2lib.storage.table import ensure_table
+from k2lib.testing import append_with_offsets, synthetic_trades
 from k2lib.wire.partitioner import partition_for
 from k2lib.wire.schema import TradeBatch
 

@@ -1,4 +1,5 @@
-"""The in-memory sequence tracker: labelled examples, and hypothesis streams against the truth."""
+"""The sequence rules on the in-process tracker twin: labelled examples, and hypothesis
+streams against the truth. The Redis tracker is compared with it in tests/integration."""
 
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ from k2lib.ingestion.sequence import (
     SequenceConfig,
     SequenceTracker,
 )
-from k2lib.ingestion.sequence.memory import MemorySequenceTracker
-from k2lib.ingestion.sequence.testing import FaultSpec, faulty_stream
+from k2lib.testing import FaultyStreamSpec, MemorySequenceTracker, faulty_stream
 from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.unit, pytest.mark.scalability, pytest.mark.phase2]
 
-IN, DUP, GAP, LATE, OOO, RESET, REPLAYED = list(SeqLabel)
-CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000, replay_detection=True)
+IN, DUP, GAP, LATE, OOO, RESET = list(SeqLabel)
+CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000)
 
 
 def trades(seqs: list[int], *, symbol: str = "BTC", ts: list[int] | None = None) -> TradeBatch:
@@ -109,33 +109,16 @@ def test_session_boundary_resets(tracker: MemorySequenceTracker) -> None:
     assert labels(t.classify_batch(trades([1, 2], ts=[day, day + 1]))) == [RESET, IN]
 
 
-def test_kafka_redelivery_is_replayed_and_changes_nothing(tracker: MemorySequenceTracker) -> None:
-    batch = trades([1, 2, 4]).with_kafka(np.zeros(3), np.arange(3))
-    first = tracker.classify_batch(batch)
-    again = tracker.classify_batch(TradeBatch.concat([batch, trades([5]).with_kafka([0], [3])]))
-    assert labels(first) == [IN, IN, GAP]
-    assert labels(again) == [REPLAYED, REPLAYED, REPLAYED, IN]
-    assert tracker.open_gaps() == [Gap("binance", "BTC", 3, 3)]
-
-
-def test_without_replay_detection_a_redelivery_is_a_duplicate() -> None:
-    tracker = MemorySequenceTracker()  # the default: offsets are not trusted
+def test_a_kafka_redelivery_is_a_duplicate_and_leaves_the_gaps(
+    tracker: MemorySequenceTracker,
+) -> None:
     batch = trades([1, 2, 4]).with_kafka(np.zeros(3), np.arange(3))
     tracker.classify_batch(batch)
     assert labels(tracker.classify_batch(batch)) == [DUP, DUP, DUP]
+    assert tracker.open_gaps() == [Gap("binance", "BTC", 3, 3)]
 
 
-def test_forget_offsets_after_a_broker_reset(tracker: MemorySequenceTracker) -> None:
-    tracker.classify_batch(trades([1, 2]).with_kafka(np.zeros(2), np.arange(2)))
-    tracker.forget_offsets()  # the broker lost its log: offsets 0, 1 now carry new records
-    assert labels(tracker.classify_batch(trades([3, 4]).with_kafka(np.zeros(2), np.arange(2)))) == [
-        IN,
-        IN,
-    ]
-    assert tracker.summary()["in_order"] == 4
-
-
-def test_deferred_then_backfilled_records_are_new_not_replays(
+def test_deferred_then_backfilled_records_fill_their_gap(
     tracker: MemorySequenceTracker,
 ) -> None:
     batch = trades(list(range(1, 11))).with_kafka(np.zeros(10), np.arange(10))
@@ -143,7 +126,6 @@ def test_deferred_then_backfilled_records_are_new_not_replays(
     backfill = tracker.classify_batch(batch.take(np.arange(4, 7)))
     assert labels(backfill) == [LATE, LATE, LATE]
     assert tracker.open_gaps() == []
-    assert tracker.classify_batch(batch).replayed == 10
 
 
 def test_key_codes_can_be_passed_in(tracker: MemorySequenceTracker) -> None:
@@ -194,7 +176,7 @@ def classify_in_batches(
 
 
 SPECS = st.builds(
-    FaultSpec,
+    FaultyStreamSpec,
     keys=st.integers(1, 3),
     sessions=st.integers(1, 3),
     max_length=st.integers(1, 60),
@@ -207,7 +189,7 @@ SPECS = st.builds(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=SPECS, seed=st.integers(0, 2**32), cuts=st.lists(st.integers(0, 10_000), max_size=8))
 def test_reported_gaps_and_duplicates_equal_the_truth(
-    spec: FaultSpec, seed: int, cuts: list[int]
+    spec: FaultyStreamSpec, seed: int, cuts: list[int]
 ) -> None:
     batch, truth = faulty_stream(random.Random(seed), spec)
     tracker = MemorySequenceTracker(config=CONFIG)
@@ -225,15 +207,18 @@ def test_reported_gaps_and_duplicates_equal_the_truth(
 @settings(max_examples=100, deadline=None)
 @given(spec=SPECS, seed=st.integers(0, 2**32), cut=st.integers(0, 10_000), back=st.integers(0, 50))
 def test_a_replay_after_a_crash_changes_no_total(
-    spec: FaultSpec, seed: int, cut: int, back: int
+    spec: FaultyStreamSpec, seed: int, cut: int, back: int
 ) -> None:
     batch, truth = faulty_stream(random.Random(seed), spec)
     cut %= len(batch) + 1
     tracker = MemorySequenceTracker(config=CONFIG)
     results = [tracker.classify_batch(batch.take(np.arange(0, cut)))]
-    # The consumer restarts from an earlier offset: Kafka delivers `back` records again.
+    # After a crash the state is synced from the table: `back` committed rows are replayed
+    # (as `state.TableStateSync` does), then the consumer resumes where the table ends.
     restart = max(0, cut - back)
-    results.append(tracker.classify_batch(batch.take(np.arange(restart, len(batch)))))
-    assert results[1].replayed == cut - restart
+    before = tracker.summary()
+    tracker.replay_committed(batch.take(np.arange(restart, cut)))
+    assert tracker.summary() == before
+    results.append(tracker.classify_batch(batch.take(np.arange(cut, len(batch)))))
     assert sum(r.duplicates for r in results) == truth.duplicates
     assert tracker.open_gaps() == truth.open_gaps

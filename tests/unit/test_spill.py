@@ -13,9 +13,9 @@ from k2lib.config import K2Settings
 from k2lib.errors import ValidationError
 from k2lib.monitoring.metrics import new_registry
 from k2lib.query.deferred import read_deferred
-from k2lib.query.testing import synthetic_trades
 from k2lib.resilience import DeferredSpill, read_spill, spill_directory
 from k2lib.resilience.spill import QUARANTINE
+from k2lib.testing import synthetic_trades
 
 pytestmark = [pytest.mark.unit, pytest.mark.resilience, pytest.mark.phase2]
 

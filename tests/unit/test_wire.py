@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from k2lib.errors import ValidationError
-from k2lib.ingestion.dedup.deduplicator import Deduplicator
+from k2lib.ingestion.dedup import CommitAlignedDeduplicator
 from k2lib.ingestion.sequence._runs import MAX_ABS_VALUE, plan_runs
 from k2lib.wire.codec import (
     MAX_SEQ,
@@ -160,11 +160,11 @@ def test_the_largest_accepted_seq_is_the_largest_the_stages_take():
     assert [r.reason for r in result.rejects] == ["seq must be < 2**53"]
     # What decodes, the sequence tracker and the dedup accept; the reject they would not.
     plan_runs(result.batch, np.ones(1, bool))
-    Deduplicator._keys(result.batch)
+    CommitAlignedDeduplicator._keys(result.batch)
     with pytest.raises(ValidationError):
         plan_runs(edge, np.ones(2, bool))
     with pytest.raises(ValidationError):
-        Deduplicator._keys(edge)
+        CommitAlignedDeduplicator._keys(edge)
 
 
 def test_the_wire_bounds_lie_inside_what_the_stages_track_exactly():

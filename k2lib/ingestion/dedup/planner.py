@@ -1,6 +1,6 @@
-"""Turns a batch into one `StorePlan` with NumPy: spans of bits for the keys the Bloom filter
-never saw, single-bit probes for its "maybe" keys, and the way back from the store's answer
-to rows. No per-record Python: 10k records over 500 symbols become ~500 spans."""
+"""Turns a batch into one `StorePlan` with NumPy: spans of bits for the keys to record,
+single-bit probes for the Bloom filter's "maybe" keys, and the probes' rows to map the
+store's answer back. No per-record Python: 10k records over 500 symbols become ~500 spans."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from k2lib.ingestion.dedup.keys import BUCKET_BITS
-from k2lib.ingestion.dedup.store import Mode, StorePlan
-from k2lib.ingestion.sequence._runs import grouped, offset_runs
-from k2lib.wire.schema import TradeBatch
+from k2lib.ingestion.dedup.store import StorePlan
+from k2lib.ingestion.sequence._runs import grouped
 
 __all__ = ["DedupPlanner", "Planned"]
 
@@ -23,12 +22,7 @@ _BIT_IN_BUCKET = (1 << BUCKET_BITS) - 1
 class Planned:
     plan: StorePlan
     probe_rows: np.ndarray
-    span_rows: np.ndarray
-    """Rows recorded through spans, sorted by key; span i covers span_rows[starts[i]:ends[i]]."""
-    starts: np.ndarray
-    ends: np.ndarray
-    bits: np.ndarray
-    """Each span row's bit offset within its bucket."""
+    """The batch row of each probe."""
 
 
 class DedupPlanner:
@@ -59,20 +53,16 @@ class DedupPlanner:
 
     @staticmethod
     def plan(
-        partition: np.ndarray,
-        offset: np.ndarray,
         names: np.ndarray,
         seq: np.ndarray,
         *,
         order: np.ndarray,
         live: np.ndarray,
         maybe: np.ndarray,
-        decided: np.ndarray,
-        fresh: np.ndarray,
         windows: list[int],
         ttl_s: int,
-        mode: Mode = Mode.FILTER,
     ) -> Planned:
+        """Rows in `live` (by `order`): a probe where `maybe`, else a bit of a span."""
         rows = order[live[order]]
         probe = maybe[rows]
         c, s = names[rows], seq[rows]
@@ -95,56 +85,12 @@ class DedupPlanner:
         pos = at[span_of] + byte - first[span_of]
         weights = (0x80 >> (span_bit & 7)).astype(np.float64)
         masks = np.bincount(pos, weights=weights, minlength=int(length.sum())).astype(np.uint8)
-        probe_rows = rows[probe]
-        dropped = np.flatnonzero(decided & (partition >= 0) & (offset >= 0))
         plan = StorePlan(
             windows=windows,
             ttl_s=ttl_s,
             fields=fields,
             spans=np.stack([span_field[starts], first, length], axis=1).astype(np.int64),
             masks=masks.tobytes(),
-            probes=np.stack(
-                [
-                    field_id[probe],
-                    bit[probe],
-                    partition[probe_rows].astype(np.int64),
-                    offset[probe_rows].astype(np.int64),
-                ],
-                axis=1,
-            ),
-            dropped=np.stack([partition[dropped], offset[dropped]], axis=1).astype(np.int64),
-            offsets=offset_runs(partition[fresh], offset[fresh]),
-            mode=mode,
+            probes=np.stack([field_id[probe], bit[probe]], axis=1).astype(np.int64),
         )
-        return Planned(
-            plan=plan,
-            probe_rows=probe_rows,
-            span_rows=rows[~probe],
-            starts=starts,
-            ends=ends,
-            bits=span_bit,
-        )
-
-    @staticmethod
-    def overlapping_rows(planned: Planned, overlaps: list[tuple[int, bytes]], n: int) -> np.ndarray:
-        """Rows whose bit the store already held (another consumer recorded the key)."""
-        out = np.zeros(n, bool)
-        spans = planned.plan.spans
-        for index, stored in overlaps:
-            lo, hi = int(planned.starts[index]), int(planned.ends[index])
-            bits = planned.bits[lo:hi]
-            held = np.frombuffer(stored, np.uint8)[(bits >> 3) - spans[index, 1]]
-            hit = (held & (0x80 >> (bits & 7))) != 0
-            out[planned.span_rows[lo:hi][hit]] = True
-        return out
-
-    @staticmethod
-    def was_dropped(batch: TradeBatch, pairs: set[tuple[int, int]]) -> np.ndarray:
-        """Rows whose (partition, offset) is in `pairs`."""
-        out = np.zeros(len(batch), bool)
-        by_partition: dict[int, list[int]] = {}
-        for p, o in pairs:
-            by_partition.setdefault(p, []).append(o)
-        for p, offsets in by_partition.items():
-            out |= (batch.partition == p) & np.isin(batch.offset, offsets)
-        return out
+        return Planned(plan=plan, probe_rows=rows[probe])

@@ -1,7 +1,10 @@
-"""Commit-aligned deduplication (ADR 008): check now, record once the rows are durable.
+"""Commit-aligned two-tier deduplication of trade keys `(exchange, symbol, seq)` (ADR 008):
+a rotating in-process Bloom filter, then Redis on a "maybe"; check now, record once the rows
+are durable.
 
 - `check(batch)` drops duplicates (within the batch, among keys not yet in Redis, and in Redis
-  when the Bloom filter says "maybe": one read-only Lua call) and holds the new keys pending;
+  when the Bloom filter says "maybe": one read-only Lua call) and holds the new keys pending.
+  A Bloom false positive is therefore only a lookup that finds nothing: counted, and passed;
 - `stage()` takes the pending keys for one Iceberg commit. They stay visible to `check` while
   that commit is in flight: the next poll overlaps the commit, and a duplicate in it must see
   the keys the commit is about to store;
@@ -11,33 +14,90 @@
   rewinds to what the table records (a fenced commit, a Redis state rebuilt);
 - `replay_committed(batch)` takes rows the table committed behind this process's back (its
   own commit before a crash, another writer's) into Redis and the Bloom filter
-  (`k2lib.ingestion.state`).
+  (`k2lib.ingestion.state`);
+- `warm()` loads the live windows from Redis into a fresh Bloom filter: call it at start and
+  after every partition assignment.
 
 A crash before `record` leaves nothing in Redis for rows the table lacks, and a feed
 published again (new offsets, same keys) is dropped against Redis. Pending keys are checked
 exactly in-process, so a duplicate arriving before its original is committed is caught too.
+Between check and record, a key is known only to the process that checked it. Kafka keys
+records by symbol, so one key's records reach one consumer; `record` counts keys another
+consumer had recorded first (`late_duplicates`).
 
-What it gives up against `Deduplicator.filter`: between check and record, a key is known
-only to the process that checked it. Kafka keys records by symbol, so one key's records reach
-one consumer; `record` counts keys another consumer had recorded first (`late_duplicates`).
+If the store fails, `check` and `record` raise ServiceError and nothing local has changed.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from k2lib.clock import Clock
-from k2lib.ingestion.dedup.deduplicator import DedupConfig, Deduplicator
-from k2lib.ingestion.dedup.keys import key_hash
-from k2lib.ingestion.dedup.store import DedupStore, Mode
+from k2lib.errors import ConfigError, ValidationError
+from k2lib.ingestion.dedup.bloom import RotatingBloom
+from k2lib.ingestion.dedup.keys import key_hash, name_hashes, seqs_from_bitmap
+from k2lib.ingestion.dedup.planner import DedupPlanner
+from k2lib.ingestion.dedup.store import DedupStore
+from k2lib.ingestion.sequence._runs import MAX_ABS_VALUE
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["CommitAlignedDeduplicator", "StagedKeys"]
+__all__ = ["CommitAlignedDeduplicator", "DedupConfig", "StagedKeys"]
+
+DEFAULT_WINDOW_S = 300.0
+DEFAULT_GENERATIONS = 2
+DEFAULT_CAPACITY = 1_000_000
+DEFAULT_ERROR_RATE = 0.001
+
+
+@dataclass(frozen=True, kw_only=True)
+class DedupConfig:
+    """The horizon is `(generations - 1) * window_s` to `generations * window_s` seconds.
+
+    `capacity` is the keys expected per window; with `error_rate` (per generation) it sizes
+    the Bloom filter: `generations` filters of `bits_per_key(error_rate) * capacity` bits.
+    """
+
+    window_s: float = DEFAULT_WINDOW_S
+    generations: int = DEFAULT_GENERATIONS
+    capacity: int = DEFAULT_CAPACITY
+    error_rate: float = DEFAULT_ERROR_RATE
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0 or self.generations < 2 or self.capacity < 1:
+            raise ConfigError("dedup needs window_s > 0, generations >= 2 and capacity >= 1")
+        if not 0.0 < self.error_rate < 1.0:
+            raise ConfigError("dedup error_rate must be between 0 and 1")
+
+    @property
+    def ttl_s(self) -> int:
+        return math.ceil(self.generations * self.window_s) + 1
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records = Counter("k2_dedup_records_total", "Records checked", registry=registry)
+        self.duplicates = Counter(
+            "k2_dedup_duplicates_total", "Records dropped as duplicates", registry=registry
+        )
+        self.false_positives = Counter(
+            "k2_dedup_bloom_false_positives_total",
+            "Bloom hits Redis did not hold",
+            registry=registry,
+        )
+        self.confirmations = Counter(
+            "k2_dedup_redis_confirmations_total",
+            "Duplicates confirmed by Redis",
+            registry=registry,
+        )
+        self.memory = Gauge(
+            "k2_dedup_bloom_memory_bytes", "Bloom filter memory, all generations", registry=registry
+        )
 
 
 @dataclass(frozen=True)
@@ -89,8 +149,9 @@ class _Pending:
         return out
 
 
-class CommitAlignedDeduplicator(Deduplicator):
-    """`Deduplicator` split in two phases around the Iceberg commit (see the module doc)."""
+class CommitAlignedDeduplicator:
+    """Two phases around the Iceberg commit (see the module doc). One batch at a time per
+    process for `check`; `summary` may be read from another thread."""
 
     def __init__(
         self,
@@ -100,10 +161,44 @@ class CommitAlignedDeduplicator(Deduplicator):
         wall_clock: Clock = time.time,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        super().__init__(store, config=config, wall_clock=wall_clock, registry=registry)
+        # Wall time, not monotonic: every process must agree on the window index that names
+        # the Redis bitmaps.
+        self.config = cfg = config or DedupConfig()
+        self._store = store
+        self.bloom = RotatingBloom(
+            capacity=cfg.capacity,
+            error_rate=cfg.error_rate,
+            window_s=cfg.window_s,
+            generations=cfg.generations,
+            clock=wall_clock,
+        )
+        self._planner = DedupPlanner()
+        self._metrics = _Metrics(registry if registry is not None else CollectorRegistry())
+        self._metrics.memory.set(self.bloom.memory_bytes)
+        self._totals: dict[str, int] = {}
+        self._lock = threading.Lock()
         self._pending: list[_Pending] = []  # checked, not yet staged
         self._inflight: list[_Pending] = []  # staged for a commit, not yet recorded
         self._pending_lock = threading.Lock()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.bloom.memory_bytes
+
+    def warm(self) -> int:
+        """Load the live windows' keys from the store into the Bloom filter. -> keys loaded."""
+        loaded = 0
+        for window in self.bloom.live_windows():
+            parts = []
+            for field, bitmap in self._store.scan(window):
+                name, bucket = np.frombuffer(field, "<u8").tolist()
+                seqs = seqs_from_bitmap(bucket, bitmap)
+                parts.append(key_hash(np.full(seqs.size, name, np.uint64), seqs))
+            if parts:
+                hashes = np.concatenate(parts)
+                self.bloom.add_batch(hashes, window=window)
+                loaded += hashes.size
+        return loaded
 
     def check(self, batch: TradeBatch) -> np.ndarray:
         """keep mask: False for duplicates. New keys become pending. No write to Redis."""
@@ -120,20 +215,15 @@ class CommitAlignedDeduplicator(Deduplicator):
         confirmed = np.zeros(n, bool)
         if probes.any():
             planned = self._planner.plan(
-                batch.partition,
-                batch.offset,
                 names,
                 seq,
                 order=order,
                 live=probes,
                 maybe=probes,
-                decided=np.zeros(n, bool),
-                fresh=np.zeros(n, bool),
                 windows=windows,
                 ttl_s=self.config.ttl_s,
-                mode=Mode.PROBE,
             )
-            found = self._store.apply(planned.plan).found
+            found = self._store.probe(planned.plan)
             confirmed[planned.probe_rows[found]] = True
         keep = ~(within | pending_dup | confirmed)
         pending = _Pending(StagedKeys(names[keep], seq[keep]))
@@ -197,32 +287,41 @@ class CommitAlignedDeduplicator(Deduplicator):
         n = int(seqs.size)
         if n == 0:
             return 0
-        staged = StagedKeys(names, seqs)
-        within, order = self._planner.within_batch(staged.names, staged.seqs)
-        none = np.zeros(n, bool)
+        within, order = self._planner.within_batch(names, seqs)
         planned = self._planner.plan(
-            np.full(n, -1, np.int32),
-            np.full(n, -1, np.int64),
-            staged.names,
-            staged.seqs,
+            names,
+            seqs,
             order=order,
             live=~within,
-            maybe=none,
-            decided=none,
-            fresh=none,
+            maybe=np.zeros(n, bool),
             windows=self.bloom.live_windows(),
             ttl_s=self.config.ttl_s,
-            mode=Mode.RECORD,
         )
-        late = self._store.apply(planned.plan).already_set
+        late = self._store.record(planned.plan)
         self._count(recorded=n - int(np.count_nonzero(within)), late_duplicates=late)
         return late
 
     def summary(self) -> dict[str, int]:
-        out = super().summary()
+        """Totals since start (for `k2 ingest`'s summary), and the keys not yet recorded."""
+        with self._lock:
+            out = dict(self._totals)
         with self._pending_lock:
             out["pending"] = sum(len(p.keys) for p in self._pending + self._inflight)
         return out
+
+    @staticmethod
+    def _keys(batch: TradeBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (name hash, seq, key hash) per row."""
+        seq = batch.seq.astype(np.int64)
+        if np.any((seq < 0) | (seq >= MAX_ABS_VALUE)):
+            raise ValidationError("dedup needs seqs in [0, 2**53)")
+        names = name_hashes(batch.exchange, batch.symbol)
+        return names, seq, key_hash(names, seq)
+
+    def _count(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self._totals[name] = self._totals.get(name, 0) + amount
 
     def _pending_duplicates(
         self, names: np.ndarray, seq: np.ndarray, hashes: np.ndarray, maybe: np.ndarray

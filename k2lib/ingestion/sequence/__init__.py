@@ -2,9 +2,10 @@
 
 The interface lives here; implementations sit beside it:
 
-- `memory.MemorySequenceTracker`: in-process, for unit tests and single processes;
 - `redis.RedisSequenceTracker`: one Lua call per batch, atomic and safe across consumers;
-- `gaps.list_gaps`: the open gaps kept in Redis (what `k2 gaps` prints).
+- `gaps.list_gaps`: the open gaps kept in Redis (what `k2 gaps` prints);
+- `_reference.classify_key`: the same rules in plain Python, the spec `classify.lua` follows
+  (and the engine of the in-process twin `k2lib.testing.MemorySequenceTracker`).
 
 State per key: `first` (lowest seq of the session), `last` (highest), `last_ts` (exch_ts of the
 record that set `last`) and the open gaps, disjoint ranges inside `[first, last]`. Every seq in
@@ -22,12 +23,11 @@ Labels, in arrival order (records of one key see the earlier records of the same
   extends downward; a hole left below `first` is a new gap);
 - RESET: a new session. The key's state restarts at this record and the old session's open
   gaps are abandoned: counted in `abandoned_gap_messages`, no longer listed (their seqs are
-  reused by the new session, so they can never be filled). See `SequenceConfig` for the rule;
-- REPLAYED (with `SequenceConfig.replay_detection`): Kafka delivered a record again (its
-  partition and offset were classified before, as after a crash before the Iceberg commit).
-  Counted nowhere and changes no state, so a restart never invents duplicates. Processed
-  offsets are kept exactly, as ranges, so records deferred and backfilled later are new, not
-  replays. Records without Kafka provenance (partition or offset < 0) are never REPLAYED.
+  reused by the new session, so they can never be filled). See `SequenceConfig` for the rule.
+
+A record Kafka delivers again is labelled DUPLICATE and leaves the gaps alone. The pipeline
+resumes from the offsets the table records, and `replay_committed` brings the state up to
+rows already committed without counting them (`k2lib.ingestion.state`).
 
 At the end of any stream, however it was cut into batches: the open gaps are exactly the
 missing seqs of each key's current session; the abandoned count is exactly the missing seqs of
@@ -46,16 +46,9 @@ from enum import IntEnum
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from k2lib.errors import ConfigError, ServiceError
+from k2lib.errors import ConfigError
 from k2lib.ingestion.sequence._metrics import SequenceMetrics
-from k2lib.ingestion.sequence._runs import (
-    KeyCodes,
-    Replay,
-    RunOutcome,
-    RunPlan,
-    plan_runs,
-    replayed_mask,
-)
+from k2lib.ingestion.sequence._runs import KeyCodes, RunOutcome, RunPlan, plan_runs
 from k2lib.wire.schema import TradeBatch
 
 __all__ = [
@@ -68,7 +61,6 @@ __all__ = [
 
 DEFAULT_RESET_JUMP = 1_000
 DEFAULT_RESET_QUIET_US = 60_000_000
-MAX_REPLAY_ATTEMPTS = 4
 
 
 class SeqLabel(IntEnum):
@@ -78,7 +70,6 @@ class SeqLabel(IntEnum):
     LATE_FILL = 3
     OUT_OF_ORDER = 4
     RESET = 5
-    REPLAYED = 6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,19 +83,12 @@ class SequenceConfig:
       so it never looks quiet);
     - `session_length_us > 0`, its seq is at or below `last`, and its exch_ts falls in a later
       session than `last_ts` (sessions start at `session_offset_us + k * session_length_us`).
-
-    `replay_detection` labels Kafka redeliveries REPLAYED (see the module doc). It is off by
-    default because it trusts offsets: a broker that loses its log (K2's memory broker after
-    `k2 down`) hands out the same offsets again, and new records would be skipped as replays.
-    Turn it on where offsets are stable, and call `forget_offsets()` after a broker reset.
-    Off, a redelivered record is labelled DUPLICATE (gaps are unaffected).
     """
 
     reset_jump: int = DEFAULT_RESET_JUMP
     reset_quiet_us: int = DEFAULT_RESET_QUIET_US
     session_length_us: int = 0
     session_offset_us: int = 0
-    replay_detection: bool = False
 
     def __post_init__(self) -> None:
         if self.reset_jump < 0 or self.reset_quiet_us < 0 or self.session_length_us < 0:
@@ -165,10 +149,6 @@ class BatchClassification:
         return self.count(SeqLabel.RESET)
 
     @property
-    def replayed(self) -> int:
-        return self.count(SeqLabel.REPLAYED)
-
-    @property
     def gaps(self) -> int:
         return len(self.new_gaps)
 
@@ -203,49 +183,36 @@ class SequenceTracker(ABC):
         Pass `key_codes=batch.key_codes()` when the pipeline already computed it (the
         deduplicator needs it too); it is the costliest step of planning.
         """
-        n = len(batch)
-        labels = np.zeros(n, np.int8)
-        selected = np.ones(n, bool)
-        for _ in range(MAX_REPLAY_ATTEMPTS):
-            plan = plan_runs(batch, selected, key_codes, offsets=self.config.replay_detection)
-            outcome = self._apply(plan) if plan.n else RunOutcome.empty()
-            if isinstance(outcome, Replay):
-                again = selected & replayed_mask(batch, outcome.ranges)
-                labels[again] = SeqLabel.REPLAYED
-                selected &= ~again
-                continue
-            labels[plan.index] = outcome.labels_sorted(plan.n)
-            result = BatchClassification(
-                labels=labels,
-                new_gaps=[Gap(*plan.keys[k], first=lo, last=hi) for k, lo, hi in outcome.new_gaps],
-                abandoned_gap_messages=outcome.abandoned,
-            )
-            self._metrics.observe(result)
-            for name, count in result.summary().items():
-                self._totals[name] = self._totals.get(name, 0) + count
-            return result
-        raise ServiceError("sequence state kept moving under a replayed batch; retry it")
+        plan = plan_runs(batch, np.ones(len(batch), bool), key_codes)
+        outcome = self._apply(plan) if plan.n else RunOutcome.empty()
+        labels = np.zeros(len(batch), np.int8)
+        labels[plan.index] = outcome.labels_sorted(plan.n)
+        result = BatchClassification(
+            labels=labels,
+            new_gaps=[Gap(*plan.keys[k], first=lo, last=hi) for k, lo, hi in outcome.new_gaps],
+            abandoned_gap_messages=outcome.abandoned,
+        )
+        self._metrics.observe(result)
+        for name, count in result.summary().items():
+            self._totals[name] = self._totals.get(name, 0) + count
+        return result
 
     def replay_committed(self, batch: TradeBatch) -> None:
         """Bring the state up to rows the table already holds (a rebuild after Redis lost
         it, or rows committed behind this process's back). Rows seen before change nothing;
         labels are not counted, since these records were counted when first classified."""
         if len(batch):
-            plan = plan_runs(batch, np.ones(len(batch), bool), None, offsets=False)
+            plan = plan_runs(batch, np.ones(len(batch), bool))
             if plan.n:
                 self._apply(plan)
 
     @abstractmethod
-    def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
-        """Apply a plan atomically, or report a replay without changing anything."""
+    def _apply(self, plan: RunPlan) -> RunOutcome:
+        """Apply a plan atomically."""
 
     @abstractmethod
     def open_gaps(self) -> list[Gap]:
         """Every open gap, sorted by exchange, symbol, first."""
-
-    @abstractmethod
-    def forget_offsets(self) -> None:
-        """Drop the record of Kafka offsets classified (after the broker lost its log)."""
 
     def summary(self) -> dict[str, int]:
         """Totals since this tracker started (for `k2 ingest`'s summary)."""

@@ -24,7 +24,6 @@ class SequenceMetrics:
         self.resets = counter("k2_sequence_resets_total", "Session resets detected")
         self.duplicates = counter("k2_sequence_duplicates_total", "Records seen before")
         self.out_of_order = counter("k2_sequence_out_of_order_total", "Local swaps in a batch")
-        self.replayed = counter("k2_sequence_replayed_total", "Kafka redeliveries skipped")
         self.abandoned = counter(
             "k2_sequence_abandoned_gap_messages_total", "Open seqs dropped by a session reset"
         )
@@ -37,5 +36,4 @@ class SequenceMetrics:
         self.resets.inc(s["reset"])
         self.duplicates.inc(s["duplicate"])
         self.out_of_order.inc(s["out_of_order"])
-        self.replayed.inc(s["replayed"])
         self.abandoned.inc(s["abandoned_gap_messages"])

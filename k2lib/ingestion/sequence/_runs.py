@@ -19,15 +19,11 @@ from k2lib.wire.schema import TradeBatch
 __all__ = [
     "MAX_ABS_VALUE",
     "KeyCodes",
-    "OffsetLedger",
-    "Replay",
     "RunOutcome",
     "RunPlan",
     "grouped",
     "name_hashes",
-    "offset_runs",
     "plan_runs",
-    "replayed_mask",
 ]
 
 MAX_ABS_VALUE = 2**53  # Lua numbers are doubles: integers are exact below this
@@ -74,8 +70,6 @@ class RunPlan:
     """(R, 4) int64: first seq, last seq, exch_ts of the first record, exch_ts of the last."""
     runs_per_key: np.ndarray
     """(K,) int32, in `keys` order; the runs of key k follow those of key k - 1."""
-    offsets: np.ndarray
-    """(O, 3) int64: Kafka partition, first, last offset of each run of consecutive offsets."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,14 +93,6 @@ class RunOutcome:
         return labels
 
 
-@dataclass(frozen=True)
-class Replay:
-    """Some Kafka offsets were processed before; nothing was applied."""
-
-    ranges: np.ndarray
-    """(K, 3) int64: partition, first, last offset already processed."""
-
-
 KeyCodes = tuple[np.ndarray, list[tuple[str, str]]]
 
 
@@ -114,8 +100,6 @@ def plan_runs(
     batch: TradeBatch,
     selected: np.ndarray,
     key_codes: KeyCodes | None = None,
-    *,
-    offsets: bool = True,
 ) -> RunPlan:
     """Group by key and cut into runs. `key_codes`, if the caller has `batch.key_codes()`."""
     index = np.flatnonzero(selected)
@@ -127,7 +111,6 @@ def plan_runs(
             keys=[],
             runs=np.zeros((0, 4), np.int64),
             runs_per_key=np.zeros(0, np.int32),
-            offsets=np.zeros((0, 3), np.int64),
         )
     sub = batch if n == len(batch) else batch.take(index)
     seq, ts = sub.seq.astype(np.int64), sub.exch_ts.astype(np.int64)
@@ -156,7 +139,6 @@ def plan_runs(
         keys=keys,
         runs=np.ascontiguousarray(runs, dtype=np.int64),
         runs_per_key=runs_per_key,
-        offsets=offset_runs(sub.partition, sub.offset) if offsets else np.zeros((0, 3), np.int64),
     )
 
 
@@ -198,57 +180,3 @@ def _codes_of(
     present = np.bincount(codes, minlength=len(keys)) > 0
     renumber = np.cumsum(present) - 1
     return renumber[codes].astype(np.int32), [keys[i] for i in np.flatnonzero(present).tolist()]
-
-
-def offset_runs(partition: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """(O, 3) int64 runs of consecutive Kafka offsets: partition, first, last.
-
-    Rows without provenance (partition or offset < 0) are left out: they are never replays.
-    """
-    ok = (partition >= 0) & (offset >= 0)
-    if not ok.any():
-        return np.zeros((0, 3), np.int64)
-    p, o = partition[ok].astype(np.int64), offset[ok].astype(np.int64)
-    order = np.lexsort((o, p))
-    p, o = p[order], o[order]
-    cut = np.ones(p.size, bool)
-    cut[1:] = (p[1:] != p[:-1]) | (o[1:] > o[:-1] + 1)
-    starts = np.flatnonzero(cut)
-    ends = np.append(starts[1:], p.size) - 1
-    return np.stack([p[starts], o[starts], o[ends]], axis=1)
-
-
-def replayed_mask(batch: TradeBatch, ranges: np.ndarray) -> np.ndarray:
-    """Rows whose (partition, offset) falls in one of the (partition, first, last) ranges."""
-    mask = np.zeros(len(batch), bool)
-    for p, lo, hi in np.asarray(ranges).reshape(-1, 3).tolist():
-        mask |= (batch.partition == p) & (batch.offset >= lo) & (batch.offset <= hi)
-    return mask
-
-
-class OffsetLedger:
-    """Processed Kafka offsets per partition as sorted disjoint ranges (memory twins' copy of
-    what the Lua scripts keep in Redis). Exact, so records deferred and backfilled later,
-    below offsets already processed, are still new."""
-
-    def __init__(self) -> None:
-        self.ranges: dict[int, list[list[int]]] = {}
-
-    def overlaps(self, runs: np.ndarray) -> np.ndarray:
-        out = [
-            [p, max(lo, a), min(hi, b)]
-            for p, lo, hi in runs.tolist()
-            for a, b in self.ranges.get(p, [])
-            if a <= hi and b >= lo
-        ]
-        return np.asarray(out, np.int64).reshape(-1, 3)
-
-    def add(self, runs: np.ndarray) -> None:
-        for p, lo, hi in runs.tolist():
-            merged: list[list[int]] = []
-            for a, b in sorted([*self.ranges.get(p, []), [lo, hi]]):
-                if merged and a <= merged[-1][1] + 1:
-                    merged[-1][1] = max(merged[-1][1], b)
-                else:
-                    merged.append([a, b])
-            self.ranges[p] = merged

@@ -1,35 +1,25 @@
 -- Classify one batch, atomically: the Lua twin of _reference.py (keep the two in step).
 --
 -- KEYS[1]   set of state keys that have open gaps (for `k2 gaps`)
--- KEYS[2]   hash: packed Kafka partition -> the offsets already classified, as ranges
 -- ARGV[1]   runs, <i8 x4 each: first seq, last seq, first exch_ts, last exch_ts
--- ARGV[2]   runs per key, <i4 each, in ARGV[6] order
+-- ARGV[2]   runs per key, <i4 each, in ARGV[5] order
 -- ARGV[3]   config, <i8 x4: reset_jump, reset_quiet_us, session_length_us, session_offset_us
--- ARGV[4]   runs of consecutive Kafka offsets, <i8 x3 each: partition, first, last offset
--- ARGV[5]   prefix of the state keys; ARGV[6] the batch's keys, "len:exchange:symbol\n" each
---           (scripts.name_field). Their state strings, ARGV[5] .. name, hold <i8 first, last,
+-- ARGV[4]   prefix of the state keys; ARGV[5] the batch's keys, "len:exchange:symbol\n" each
+--           (scripts.name_field). Their state strings, ARGV[4] .. name, hold <i8 first, last,
 --           last_ts, then gap pairs. (Names travel in one string: per-key arguments cost more
 --           to send than the work.) Every key here shares KEYS[1]'s hash tag: one cluster slot.
 --
--- Returns {1, <i8 partition, first, last offset ...} when some offsets were classified before
--- (replays: nothing is written), else {0, segments (<i4 length, i1 label ...), new gaps
--- (<i4 key, <i8 first, last ...), abandoned seqs}. Numbers are Lua doubles: exact below 2^53,
--- and never tostring()'d.
+-- Returns {segments (<i4 length, i1 label ...), new gaps (<i4 key, <i8 first, last ...),
+-- abandoned seqs}. Numbers are Lua doubles: exact below 2^53, and never tostring()'d.
 -- All reads happen before the first write.
 
 local IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = 0, 1, 2, 3, 4, 5
 local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
 local jump, quiet, slen, soff = struct.unpack('<i8i8i8i8', ARGV[3])
 
-
--- 1. Replays.
-local ofields, oranges, obatch = ledger_read(KEYS[2], ARGV[4])
-local replayed = ledger_overlaps(ofields, oranges, obatch)
-if #replayed > 0 then return {1, table.concat(replayed)} end
-
--- 2. Read every key's state.
+-- 1. Read every key's state.
 local names = {}
-for name in string.gmatch(ARGV[6], '[^\n]+') do names[#names + 1] = ARGV[5] .. name end
+for name in string.gmatch(ARGV[5], '[^\n]+') do names[#names + 1] = ARGV[4] .. name end
 local nkeys = #names
 local states = {}
 for c = 1, nkeys, CHUNK do
@@ -55,7 +45,7 @@ local new_gaps, abandoned = {}, 0
 local writes, opened, closed = {}, {}, {}
 local runs, rpk, rpos = ARGV[1], ARGV[2], 1
 
--- 3. Classify, key by key, run by run.
+-- 2. Classify, key by key, run by run.
 for ki = 1, nkeys do
   local nr = struct.unpack('<i4', rpk, (ki - 1) * 4 + 1)
   local st = states[ki]
@@ -176,7 +166,7 @@ for ki = 1, nkeys do
   if #glo == 0 and had_gaps then closed[#closed + 1] = names[ki] end
 end
 
--- 4. Write: states, the open-gap index, the offsets classified.
+-- 3. Write: states and the open-gap index.
 for c = 1, #writes, CHUNK do
   redis.call('MSET', unpack(writes, c, math.min(c + CHUNK - 1, #writes)))
 end
@@ -186,9 +176,8 @@ end
 for c = 1, #closed, CHUNK do
   redis.call('SREM', KEYS[1], unpack(closed, c, math.min(c + CHUNK - 1, #closed)))
 end
-ledger_write(KEYS[2], ofields, oranges, obatch)
 
--- 5. Segments, merged where neighbours share a label (an in-order batch is one segment).
+-- 4. Segments, merged where neighbours share a label (an in-order batch is one segment).
 local out, run_len, run_lab = {}, 0, -1
 for k = 1, #seg_len do
   if seg_lab[k] == run_lab then
@@ -199,4 +188,4 @@ for k = 1, #seg_len do
   end
 end
 if run_len > 0 then out[#out + 1] = struct.pack('<i4b', run_len, run_lab) end
-return {0, table.concat(out), table.concat(new_gaps), abandoned}
+return {table.concat(out), table.concat(new_gaps), abandoned}

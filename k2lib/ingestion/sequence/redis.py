@@ -9,15 +9,14 @@ Keys, under `T = scripts.tagged(prefix)` (prefix default `k2:seq:`), e.g. `k2:se
 
 - `{T}k:{len(exchange)}:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts, gap
   pairs (the length prefix keeps names holding ':' apart, see `scripts.name_field`);
-- `{T}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`);
-- `{T}offsets`: Kafka partition -> the offsets classified, as ranges (replay detection).
+- `{T}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`).
 
-One prefix per topic: processed offsets are kept per partition number. Every key carries the
-prefix's hash tag, so on a Redis Cluster they all live in one slot and a batch is still one
-atomic EVALSHA (redis-py's `RedisCluster` routes it by KEYS[1] and follows redirections). The
-state keys are named inside the script rather than declared: they share KEYS[1]'s slot, and
-sending hundreds of key arguments costs more than the classification. Why one slot per
-prefix and not one per symbol: docs/decisions/013-redis-cluster-keys.md.
+One prefix per topic. Every key carries the prefix's hash tag, so on a Redis Cluster they all
+live in one slot and a batch is still one atomic EVALSHA (redis-py's `RedisCluster` routes it
+by KEYS[1] and follows redirections). The state keys are named inside the script rather than
+declared: they share KEYS[1]'s slot, and sending hundreds of key arguments costs more than
+the classification. Why one slot per prefix and not one per symbol:
+docs/decisions/013-redis-cluster-keys.md.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from k2lib.errors import ServiceError
 from k2lib.ingestion import scripts
 from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
-from k2lib.ingestion.sequence._runs import Replay, RunOutcome, RunPlan
+from k2lib.ingestion.sequence._runs import RunOutcome, RunPlan
 from k2lib.ingestion.sequence.gaps import DEFAULT_PREFIX, STATE_FIELD, list_gaps
 
 __all__ = ["DEFAULT_PREFIX", "RedisSequenceTracker", "load_script"]
@@ -65,7 +64,6 @@ class RedisSequenceTracker(SequenceTracker):
         self._script = client.register_script(load_script("classify.lua"))
         base = scripts.tagged(prefix)
         self._index_key = f"{base}open-gaps"
-        self._offsets_key = f"{base}offsets"
         self._key_prefix = f"{base}{STATE_FIELD}"
         self._key_names: dict[tuple[str, str], bytes] = {}
         cfg = self.config
@@ -89,35 +87,26 @@ class RedisSequenceTracker(SequenceTracker):
             out.append(name)
         return b"".join(out)
 
-    def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
+    def _apply(self, plan: RunPlan) -> RunOutcome:
         args: list[bytes | str] = [
             plan.runs.astype("<i8").tobytes(),
             plan.runs_per_key.astype("<i4").tobytes(),
             self._config_arg,
-            plan.offsets.astype("<i8").tobytes(),
             self._key_prefix,
             self._names(plan.keys),
         ]
         try:
-            reply = self._script(keys=[self._index_key, self._offsets_key], args=args)
+            reply = self._script(keys=[self._index_key], args=args)
         except redis_py.RedisError as exc:
             raise ServiceError(f"Redis sequence tracker: {exc}") from exc
-        if int(reply[0]) == 1:
-            return Replay(np.frombuffer(reply[1], "<i8").reshape(-1, 3))
-        segments = np.frombuffer(reply[1], _SEGMENT)
-        gaps = np.frombuffer(reply[2], _NEW_GAP)
+        segments = np.frombuffer(reply[0], _SEGMENT)
+        gaps = np.frombuffer(reply[1], _NEW_GAP)
         return RunOutcome(
             seg_len=segments["length"].astype(np.int64),
             seg_label=segments["label"].astype(np.int8),
             new_gaps=[(int(k), int(lo), int(hi)) for k, lo, hi in gaps.tolist()],
-            abandoned=int(reply[3]),
+            abandoned=int(reply[2]),
         )
-
-    def forget_offsets(self) -> None:
-        try:
-            self._client.delete(self._offsets_key)
-        except redis_py.RedisError as exc:
-            raise ServiceError(f"Redis sequence tracker: {exc}") from exc
 
     def open_gaps(self) -> list[Gap]:
         try:

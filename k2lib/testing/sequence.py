@@ -1,4 +1,5 @@
-"""The in-process tracker: for unit tests and single processes. State dies with the process."""
+"""An in-process twin of `RedisSequenceTracker` on the Python reference rules, for unit tests
+and benchmarks. State dies with the process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from k2lib.ingestion.sequence import Gap, SequenceConfig, SequenceTracker
 from k2lib.ingestion.sequence._reference import KeyState, classify_key
-from k2lib.ingestion.sequence._runs import OffsetLedger, Replay, RunOutcome, RunPlan
+from k2lib.ingestion.sequence._runs import RunOutcome, RunPlan
 
 __all__ = ["MemorySequenceTracker"]
 
@@ -22,14 +23,10 @@ class MemorySequenceTracker(SequenceTracker):
     ) -> None:
         super().__init__(config=config, registry=registry)
         self._states: dict[tuple[str, str], KeyState] = {}
-        self._offsets = OffsetLedger()
         self._lock = threading.Lock()
 
-    def _apply(self, plan: RunPlan) -> RunOutcome | Replay:
+    def _apply(self, plan: RunPlan) -> RunOutcome:
         with self._lock:
-            replayed = self._offsets.overlaps(plan.offsets)
-            if replayed.size:
-                return Replay(replayed)
             runs = plan.runs.tolist()
             lengths: list[int] = []
             labels: list[int] = []
@@ -46,17 +43,12 @@ class MemorySequenceTracker(SequenceTracker):
                     labels.append(label)
                 new_gaps.extend((k, lo, hi) for lo, hi in out.new_gaps)
                 abandoned += out.abandoned
-            self._offsets.add(plan.offsets)
         return RunOutcome(
             seg_len=np.asarray(lengths, np.int64),
             seg_label=np.asarray(labels, np.int8),
             new_gaps=new_gaps,
             abandoned=abandoned,
         )
-
-    def forget_offsets(self) -> None:
-        with self._lock:
-            self._offsets = OffsetLedger()
 
     def open_gaps(self) -> list[Gap]:
         with self._lock:

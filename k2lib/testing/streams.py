@@ -1,4 +1,7 @@
-"""A faulty feed with its ground truth, for tests, benchmarks and notebooks.
+"""A faulty feed with its ground truth, for the sequence tracker's tests.
+
+`FaultyStreamSpec` shapes one whole stream with its truth; `k2lib.feeds.FaultSpec` is the
+production fault injector's spec for a live feed.
 
 Each key plays one or more sessions of consecutive seqs. Within a session records are dropped,
 duplicated (the copy arrives a few records later) and swapped with their neighbour; a new
@@ -15,13 +18,13 @@ from dataclasses import dataclass, field
 from k2lib.ingestion.sequence import Gap
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["FaultSpec", "StreamTruth", "faulty_stream", "missing_ranges"]
+__all__ = ["FaultyStreamSpec", "StreamTruth", "faulty_stream", "missing_ranges"]
 
 TICK_US = 1_000
 
 
 @dataclass(frozen=True, kw_only=True)
-class FaultSpec:
+class FaultyStreamSpec:
     keys: int = 3
     sessions: int = 1
     max_length: int = 60
@@ -56,7 +59,7 @@ def missing_ranges(seqs: set[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _session(rng: random.Random, spec: FaultSpec, start: int, base_ts: int) -> list[tuple]:
+def _session(rng: random.Random, spec: FaultyStreamSpec, start: int, base_ts: int) -> list[tuple]:
     length = rng.randint(1, spec.max_length)
     records = [(s, base_ts + (s - start) * TICK_US) for s in range(start, start + length)]
     records = [r for r in records if rng.random() >= spec.drop]
@@ -71,7 +74,7 @@ def _session(rng: random.Random, spec: FaultSpec, start: int, base_ts: int) -> l
     return out
 
 
-def faulty_stream(rng: random.Random, spec: FaultSpec) -> tuple[TradeBatch, StreamTruth]:
+def faulty_stream(rng: random.Random, spec: FaultyStreamSpec) -> tuple[TradeBatch, StreamTruth]:
     """One batch holding the whole stream in delivery order, and its truth.
 
     Kafka provenance: key k lives in partition `k % partitions`, offsets count per partition.
