@@ -12,13 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from k2lib.ingestion.seams import TableSink, TradeSource
+from k2lib.ingestion.stages import Stages
 from k2lib.storage.table import SnapshotOffsets
-
-if TYPE_CHECKING:
-    from k2lib.ingestion.pipeline import IngestPipeline
 
 __all__ = ["GroupMembership", "reader_start", "start_offsets"]
 
@@ -59,10 +57,23 @@ def reader_start(
     return start
 
 
+class MemberPipeline(Protocol):
+    """What a membership reaches of its pipeline (`k2lib.ingestion.pipeline.IngestPipeline`)."""
+
+    consumer: TradeSource
+    writer: TableSink
+    stages: Stages
+    next_offsets: dict[int, int]
+    committed_offsets: dict[int, int]
+
+    def flush(self) -> bool: ...
+    def rewind(self, reason: str) -> None: ...
+
+
 class GroupMembership:
     """The consumer's rebalance listener for one group member's pipeline."""
 
-    def __init__(self, pipeline: IngestPipeline, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, pipeline: MemberPipeline, *, clock: Callable[[], float] = time.monotonic):
         self.pipeline = pipeline
         self.clock = clock
         self.joined = False  # a member waits for its first assignment
