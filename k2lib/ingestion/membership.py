@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
+from k2lib.ingestion.consumer import GROUP_SETTLE_S
 from k2lib.ingestion.seams import TableSink, TradeSource
 from k2lib.ingestion.stages import Stages
 from k2lib.storage.table import SnapshotOffsets
@@ -76,9 +77,21 @@ class GroupMembership:
     def __init__(self, pipeline: MemberPipeline, *, clock: Callable[[], float] = time.monotonic):
         self.pipeline = pipeline
         self.clock = clock
+        self.started_at = clock()
+        # Before subscribing, the consumer lists every partition of the topic.
+        self.topic_partitions = frozenset(pipeline.consumer.partitions)
         self.joined = False  # a member waits for its first assignment
         self.assigned_at = 0.0
         self.closing = False  # leaving the group revokes every partition: commit nothing
+
+    def idle_floor(self) -> float:
+        """The time before which an idle poll does not count toward `until_idle_s`: the
+        last assignment; and while this member owns only some of the topic's partitions,
+        also `GROUP_SETTLE_S` after its start (a member that died holds its partitions
+        until its session times out and the group has rebalanced)."""
+        if self.topic_partitions <= set(self.pipeline.consumer.partitions):
+            return self.assigned_at
+        return max(self.started_at + GROUP_SETTLE_S, self.assigned_at)
 
     def assigned(self, partitions: list[int]) -> Mapping[int, int]:
         """New partitions: commit what is buffered, then start them from the table."""

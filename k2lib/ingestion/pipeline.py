@@ -38,7 +38,6 @@ from k2lib.errors import (
     StorageError,
 )
 from k2lib.ingestion.committer import OverlappedCommitter
-from k2lib.ingestion.consumer import GROUP_SETTLE_S
 from k2lib.ingestion.dlq import DeadLetterSink
 from k2lib.ingestion.membership import GroupMembership, reader_start
 from k2lib.ingestion.metrics import IngestMetrics
@@ -93,11 +92,9 @@ class IngestPipeline:
         self.resume = sink.base
         self.last_commit = clock()
         self._stop = False
-        self._started_at = clock()
         self.committer = OverlappedCommitter(sink, self.stages)
         self._rate_window: tuple[float, int] = (clock(), 0)
         self.membership: GroupMembership | None = None
-        self._topic_partitions = frozenset(source.partitions)
         if config.group:  # partitions arrive with the group's assignment
             self.membership = GroupMembership(self, clock=clock)
             self.writer.release(list(self.writer.partitions))
@@ -369,16 +366,9 @@ class IngestPipeline:
         return self.membership is None or self.membership.joined
 
     def idle_floor(self) -> float:
-        """The time before which an idle poll does not count toward `until_idle_s`.
-
-        For a group member, the last assignment; and while it owns only some of the
-        topic's partitions, also `GROUP_SETTLE_S` after its start: a member that died holds
-        its partitions until its session times out and the group has rebalanced."""
-        if self.membership is None:
-            return 0.0
-        if self._topic_partitions <= set(self.consumer.partitions):
-            return self.membership.assigned_at
-        return max(self._started_at + GROUP_SETTLE_S, self.membership.assigned_at)
+        """The time before which an idle poll does not count toward `until_idle_s` (for a
+        group member, `GroupMembership.idle_floor`)."""
+        return 0.0 if self.membership is None else self.membership.idle_floor()
 
     def pending_work(self) -> bool:
         """Rows not committed yet, or deferred records still to backfill."""
