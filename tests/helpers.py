@@ -35,3 +35,23 @@ def stored_keys(settings) -> list[tuple[str, str, int]]:
     from k2lib.storage.table import stored_keys as table_keys
 
     return table_keys(load_k2_catalog(settings).load_table(settings.table))
+
+
+def restart_memory_broker(settings) -> None:
+    """Restart K2's own broker, which keeps its log in memory (so every topic is gone), and
+    create `settings`' topic and DLQ topic again, empty."""
+    from k2lib.connect import create_topics
+    from k2lib.stack import LocalStack
+
+    stack = LocalStack(settings)
+    stack.stop_service("broker")
+    stack.start_service("broker")
+    create_topics(settings, {settings.topic: settings.partitions, settings.dlq_topic: 1})
+
+
+def after_kills(settings) -> list[str]:
+    """`k2 ingest` options for the run that settles what SIGKILLed group members left. A
+    killed member stays in the group until its session times out; noida-db never evicts it
+    (docs/operations/brokers.md), so on an external broker the run reads alone, which the
+    compare-and-set commit makes as safe."""
+    return ["--alone"] if settings.kafka_external else []

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from k2lib.config import K2Settings
-from k2lib.connect import create_topics, redis_client
+from k2lib.connect import redis_client
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
-from k2lib.stack import LocalStack
+from tests.helpers import restart_memory_broker
 
 # Drawn at random; "join", "zombie" and "broker" on request ("broker" restarts the shared
 # broker, which would reach every schedule running at the same time).
@@ -166,15 +166,9 @@ class Run:
             self.sends += 1
             self.replay(None).join(timeout=120)
         elif name == "broker":
-            # K2's broker keeps its log in memory: a restart is a wipe. The topics come back
-            # empty and the whole feed is sent again, as a producer that lost its broker does.
-            stack = LocalStack(self.settings)
-            stack.stop_service("broker")
-            stack.start_service("broker")
-            create_topics(
-                self.settings,
-                {self.settings.topic: self.settings.partitions, self.settings.dlq_topic: 1},
-            )
+            # A restart is a wipe: the whole feed is sent again into the empty topics, as a
+            # producer that lost its broker does.
+            restart_memory_broker(self.settings)
             self.sends = 1
             self.replay(None).join(timeout=120)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from k2lib.connect import load_k2_catalog
-from tests.helpers import last_json, run_k2, stored_keys
+from tests.helpers import last_json, restart_memory_broker, run_k2, stored_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.phase2]
 
@@ -144,18 +144,12 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
 def test_broker_wiped_then_feed_republished_keeps_history_and_counts_nothing_twice(
     k2_settings, k2_env, stack_settings
 ):
-    from k2lib.connect import create_topics
-    from k2lib.stack import LocalStack
-
     if stack_settings.kafka_external:
         pytest.skip("the broker is external: K2 will not restart it")
     run_k2("replay", "synthetic", "--limit", "20000", "--seed", "31", env=k2_env)
     first = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
     assert first["written"] == 20000
-    stack = LocalStack(stack_settings)
-    stack.stop_service("broker")
-    stack.start_service("broker")  # memory only: every topic is gone
-    create_topics(k2_settings, {k2_settings.topic: 4, k2_settings.dlq_topic: 1})
+    restart_memory_broker(k2_settings)  # every topic is gone
     run_k2("replay", "synthetic", "--limit", "25000", "--seed", "31", env=k2_env)
     second = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
     assert second["broker_resets"] == [0, 1, 2, 3]

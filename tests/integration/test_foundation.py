@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from k2lib.config import K2Settings
 from k2lib.connect import load_k2_catalog
 from k2lib.feeds import open_source
-from tests.helpers import last_json, run_k2
+from tests.helpers import after_kills, last_json, run_k2
 
 pytestmark = [pytest.mark.integration]
 
@@ -145,11 +145,10 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(k2_settin
             kills += 1
         proc.wait(timeout=30)
     assert kills >= 3
-    # A SIGKILLed member stays in the group until its session times out; noida-db never
-    # evicts it (docs/operations/brokers.md), so on an external broker the last run reads
-    # alone, which the compare-and-set commit makes as safe.
-    alone = ["--alone"] if k2_settings.kafka_external else []
-    final = run_k2("ingest", "--until-idle", "3", "--plain", "-v", *alone, env=k2_env)
+    final = run_k2(
+        "ingest", "--until-idle", "3", "--plain", "-v", *after_kills(k2_settings), env=k2_env
+    )
+    last_json(final.stdout)
     table = read_table(k2_settings)
     counts = keys_of(table)
     assert table.num_rows == records, final.stdout[-2000:] + final.stderr[-6000:]

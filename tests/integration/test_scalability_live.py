@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import last_json, run_k2, stored_keys
+from tests.helpers import after_kills, last_json, run_k2, stored_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
 
@@ -96,10 +96,9 @@ def test_sigkill_twenty_times_with_faults_is_exactly_once_and_gaps_equal_truth(
             proc.wait(timeout=30)
         else:
             break  # it finished everything before the kill: nothing left to interrupt
-    # noida-db never evicts a SIGKILLed group member (docs/operations/brokers.md): on an
-    # external broker the last run reads alone, which the compare-and-set commit makes safe.
-    alone = ["--alone"] if k2_settings.kafka_external else []
-    final = last_json(run_k2("ingest", "--until-idle", "2", *alone, env=k2_env).stdout)
+    final = last_json(
+        run_k2("ingest", "--until-idle", "2", *after_kills(k2_settings), env=k2_env).stdout
+    )
     keys = Counter(stored_keys(k2_settings))
     assert kills >= 10
     assert len(keys) == truth["unique_records"]
