@@ -29,8 +29,9 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def stored_keys(settings) -> list[tuple[str, str, int]]:
-    """Every `(exchange, symbol, seq)` in the settings' Iceberg table, duplicates included."""
+def stored_keys(settings) -> list[tuple[str, str, int, int]]:
+    """Every `(exchange, symbol, session, seq)` in the settings' Iceberg table, duplicates
+    included."""
     from k2lib.connect import load_k2_catalog
     from k2lib.storage.table import stored_keys as table_keys
 

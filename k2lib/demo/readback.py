@@ -68,10 +68,11 @@ def read_dlq(settings: K2Settings, expected: int | None = None) -> dict[str, int
 
 
 def key_counts(table: Table) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows, distinct `(exchange, symbol, seq)` keys and rows stored twice; rows per key."""
+    """Rows, distinct `(exchange, symbol, session, seq)` keys and rows stored twice; rows
+    per `(exchange, symbol)`."""
     stored = stored_keys(table)
     keys = Counter(stored)
-    per_key: Counter[str] = Counter(f"{e}:{s}" for e, s, _ in keys)
+    per_key: Counter[str] = Counter(f"{e}:{s}" for e, s, *_ in keys)
     twice = sum(c - 1 for c in keys.values() if c > 1)
     counts = {"rows": len(stored), "unique_keys": len(keys), "duplicate_rows": twice}
     return counts, dict(sorted(per_key.items()))

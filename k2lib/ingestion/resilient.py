@@ -158,11 +158,14 @@ class ResilientStages(Stages):
             return batch
         tiers = self.shedder.tiers_of(batch.symbol, batch.exchange)
         # Sequence first, shed or not: the tracker sees the feed in arrival order, so a
-        # deferred range backfilled later is never reported as a gap meanwhile.
-        if not self._classify(batch, count=True):
+        # deferred range backfilled later is never reported as a gap meanwhile. It also
+        # names each record's session, part of the key the deduplicator checks.
+        classified = self._classify(batch, count=True)
+        if classified is None:
             self._defer(batch, tiers)  # Redis unusable: defer rather than store unchecked
             self.deferred_for_redis += len(batch)
             return TradeBatch.empty()
+        batch = classified
         keep, shed = self.shedder.split_tiers(tiers, self.manager.level)
         if shed.any():
             self._defer(batch.take(shed), tiers[shed])
@@ -306,14 +309,17 @@ class ResilientStages(Stages):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _classify(self, batch: TradeBatch, *, count: bool) -> bool:
-        """Sequence-label `batch` (`count`: as a first sighting; otherwise only bring the
-        state up to it). False when Redis cannot be used right now."""
+    def _classify(self, batch: TradeBatch, *, count: bool) -> TradeBatch | None:
+        """Sequence-label `batch` (`count`: as a first sighting, and -> the batch in the
+        sessions the tracker gave it; otherwise only bring the state up to it, the batch
+        keeping the sessions it was given then). None when Redis cannot be used right now."""
         tracker = self.tracker
         if tracker is None:
-            return True
-        call = tracker.classify_batch if count else tracker.replay_committed
-        return self._redis(lambda: call(batch)) is not FAILED
+            return batch
+        if not count:
+            return None if self._redis(lambda: tracker.replay_committed(batch)) is FAILED else batch
+        result = self._redis(lambda: tracker.classify_batch(batch))
+        return None if result is FAILED else batch.with_session(result.sessions)
 
     def _dedup_batch(self, batch: TradeBatch) -> TradeBatch | None:
         """Drop duplicates from `batch`; None when Redis cannot be used right now."""
@@ -339,7 +345,8 @@ class ResilientStages(Stages):
         for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
             batch = TradeBatch.from_arrow(table)  # keeps its Kafka partition and offset
             # Classified on arrival unless Redis was down then; replaying is harmless.
-            checked = self._dedup_batch(batch) if self._classify(batch, count=False) else None
+            replayed = self._classify(batch, count=False)
+            checked = None if replayed is None else self._dedup_batch(replayed)
             if checked is None:
                 self.spill.release(token)
                 break
@@ -365,6 +372,7 @@ class ResilientStages(Stages):
             [e.decode() for e in batch.exchange.tolist()],
             [s.decode() for s in batch.symbol.tolist()],
             batch.seq.tolist(),
+            batch.session.tolist(),
         )
         self._dropped += int(np.count_nonzero(held))
         self.rechecked += len(batch)

@@ -24,8 +24,15 @@ __all__ = ["CommitTicket", "DedupStage", "PollPlan", "SequenceStage", "Stages"]
 T = TypeVar("T")
 
 
+class Classified(Protocol):
+    """What the stages read of a classification: each record's session (row order)."""
+
+    @property
+    def sessions(self) -> np.ndarray: ...
+
+
 class SequenceStage(Protocol):
-    def classify_batch(self, batch: TradeBatch) -> Any: ...
+    def classify_batch(self, batch: TradeBatch) -> Classified: ...
     def replay_committed(self, batch: TradeBatch) -> None: ...
     def summary(self) -> dict[str, Any]: ...
 

@@ -5,8 +5,10 @@ here is unit- and property-tested.
   still has the offsets a snapshot recorded.
 - `filter_rows`, `tag_source`: both sides are cut by the same symbol and time predicate.
 - `drop_ingested`: the time-overlap cutoff, one per `(exchange, symbol)`.
-- `merge_sides`: union, dedup on `(exchange, symbol, seq)` (Iceberg wins), sort by
-  `exch_ts` then `seq`, keep the newest `limit` rows.
+- `merge_sides`: union, dedup on `(exchange, symbol, seq, exch_ts)` (Iceberg wins), sort by
+  `exch_ts` then `seq`, keep the newest `limit` rows. The time is part of the key because a
+  sequence reset reuses seqs (a new session, later) while a repeated record is a copy; the
+  Kafka tail cannot know the session the tracker will give its records.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from k2lib.wire.schema import ARROW_SCHEMA, DECIMAL_PLACES, TS_TYPE, TradeBatch, decimal_units
+from k2lib.wire.schema import (
+    ARROW_SCHEMA,
+    DECIMAL_PLACES,
+    TS_TYPE,
+    TradeBatch,
+    conform,
+    decimal_units,
+)
 
 __all__ = [
     "RESULT_SCHEMA",
@@ -109,7 +118,7 @@ def tag_source(table: pa.Table, source: str) -> pa.Table:
     """ARROW_SCHEMA rows (any string widths, any UTC zone spelling) -> RESULT_SCHEMA rows."""
     # The cast is what makes both sides one type: pyiceberg may hand back `string` and
     # `timestamp[us, tz=+00:00]`, Kafka gives `large_string` and `tz=UTC`.
-    table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+    table = conform(table)
     tags = pa.repeat(pa.scalar(source, pa.string()), table.num_rows)
     return table.append_column(RESULT_SCHEMA.field("source"), tags)
 
@@ -164,10 +173,12 @@ def merge_sides(
     seq = both.column("seq").to_numpy()
     ts = both.column("exch_ts").cast(pa.int64()).to_numpy()
     rank = pc.index_in(both.column("source"), pa.array(SOURCES)).to_numpy(zero_copy_only=False)
-    by_key = np.lexsort((rank, seq, symbol, exchange))
+    by_key = np.lexsort((rank, ts, seq, symbol, exchange))
     repeat = np.zeros(n, bool)
-    k_ex, k_sym, k_seq = exchange[by_key], symbol[by_key], seq[by_key]
-    repeat[1:] = (k_ex[1:] == k_ex[:-1]) & (k_sym[1:] == k_sym[:-1]) & (k_seq[1:] == k_seq[:-1])
+    repeat[1:] = True
+    for column in (exchange, symbol, seq, ts):
+        keyed = column[by_key]
+        repeat[1:] &= keyed[1:] == keyed[:-1]
     kept = by_key[~repeat]
     # exch_ts, then seq, then venue and symbol, so that the order is total.
     ordered = kept[np.lexsort((symbol[kept], exchange[kept], seq[kept], ts[kept]))]

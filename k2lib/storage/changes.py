@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
-from k2lib.wire.schema import ARROW_SCHEMA
+from k2lib.wire.schema import ARROW_SCHEMA, conform
 
 __all__ = ["current_sequence_number", "rows_added_since"]
 
@@ -42,10 +42,10 @@ def rows_added_since(
                 if (entry.sequence_number or 0) <= since:
                     continue
                 with table.io.new_input(entry.data_file.file_path).open() as f:
-                    parts.append(pq.read_table(f, columns=ARROW_SCHEMA.names))
+                    parts.append(conform(pq.read_table(f)))
     if not parts:
         return ARROW_SCHEMA.empty_table()
-    rows = pa.concat_tables([p.cast(ARROW_SCHEMA) for p in parts])
+    rows = pa.concat_tables(parts)
     if partitions is not None:
         wanted = pa.array(sorted(partitions), pa.int32())
         rows = rows.filter(pc.is_in(rows.column("kafka_partition"), value_set=wanted))

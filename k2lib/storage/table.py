@@ -51,6 +51,7 @@ __all__ = [
     "COMMIT_ID_PROPERTY",
     "COMMIT_NUMBER_PROPERTY",
     "OFFSETS_PROPERTY",
+    "SESSION",
     "TABLE_PROPERTIES",
     "TOPIC_PROPERTY",
     "TRADES_SCHEMA",
@@ -71,6 +72,12 @@ VERSIONS_PROPERTY = "k2.kafka.versions"  # partition -> number of the last commi
 COMMIT_NUMBER_PROPERTY = "k2.commit.number"  # 1, 2, 3... along the table's K2 commits
 COMMIT_ID_PROPERTY = "k2.commit.id"  # a uuid per commit attempt: finds an ambiguous commit
 
+SESSION = "session"
+SESSION_DOC = (
+    "which sequence session of the symbol the seq belongs to: 0 (or null, in rows written "
+    "before the column) for the first, then the exch_ts of the record that began it"
+)
+
 TRADES_SCHEMA = Schema(
     NestedField(1, "exchange", StringType(), required=True),
     NestedField(2, "symbol", StringType(), required=True),
@@ -82,6 +89,7 @@ TRADES_SCHEMA = Schema(
     NestedField(8, "side", StringType(), required=False),
     NestedField(9, "kafka_partition", IntegerType(), required=True),
     NestedField(10, "kafka_offset", LongType(), required=True),
+    NestedField(11, SESSION, LongType(), required=False, doc=SESSION_DOC),
     identifier_field_ids=[1, 2, 3],
 )
 
@@ -206,7 +214,8 @@ def ensure_table(catalog: Catalog, identifier: str) -> Table:
 
     Loading first matters: `create_table` writes a metadata file before the catalog refuses a
     name that exists, so creating first would leave an orphan file per process start. A table
-    made before a property was added to `TABLE_PROPERTIES` gets it set once."""
+    made before a property was added to `TABLE_PROPERTIES` gets it set once, and one made
+    before the `session` column gets that column (optional: its old rows read as null)."""
     try:
         table = catalog.load_table(identifier)
     except NoSuchTableError:
@@ -223,6 +232,10 @@ def ensure_table(catalog: Catalog, identifier: str) -> Table:
             )
         except TableAlreadyExistsError:  # another process created it meanwhile
             table = catalog.load_table(identifier)
+    if SESSION not in table.schema().column_names:
+        with contextlib.suppress(CommitFailedException), table.update_schema() as update:
+            update.add_column(SESSION, LongType(), doc=SESSION_DOC)
+        table.refresh()
     missing = {
         k: v
         for k, v in TABLE_PROPERTIES.items()
@@ -236,38 +249,50 @@ def ensure_table(catalog: Catalog, identifier: str) -> Table:
     return table
 
 
-def held_mask(table: Table, exchange: list[str], symbol: list[str], seq: list[int]) -> np.ndarray:
-    """bool per key: is `(exchange[i], symbol[i], seq[i])` in `table` now? An exact read of
-    the truth (pruned by each key's symbol and seq range), for checks past the dedup horizon."""
+def held_mask(
+    table: Table,
+    exchange: list[str],
+    symbol: list[str],
+    seq: list[int],
+    session: list[int] | None = None,
+) -> np.ndarray:
+    """bool per key: is `(exchange[i], symbol[i], session[i], seq[i])` in `table` now? An exact
+    read of the truth (pruned by each key's symbol and seq range), for checks past the dedup
+    horizon. `session` defaults to 0 for every key."""
     n = len(seq)
     if n == 0:
         return np.zeros(0, bool)
+    key = ["exchange", "symbol", SESSION, "seq"]
     wanted = pa.table(
         {
             "exchange": pa.array(exchange, pa.large_string()),
             "symbol": pa.array(symbol, pa.large_string()),
+            SESSION: pa.array([0] * n if session is None else session, pa.int64()),
             "seq": pa.array(seq, pa.int64()),
             "row": pa.array(np.arange(n), pa.int64()),
         }
     )
     ranges = wanted.group_by(["exchange", "symbol"]).aggregate([("seq", "min"), ("seq", "max")])
     columns = [ranges.column(c).to_pylist() for c in ("exchange", "symbol", "seq_min", "seq_max")]
-    clauses = [_key_range(*key) for key in zip(*columns, strict=True)]
+    clauses = [_key_range(*k) for k in zip(*columns, strict=True)]
     row_filter = clauses[0] if len(clauses) == 1 else Or(*clauses)
-    stored = table.scan(row_filter=row_filter, selected_fields=("exchange", "symbol", "seq"))
-    held = stored.to_arrow().cast(
-        pa.schema(
-            [("exchange", pa.large_string()), ("symbol", pa.large_string()), ("seq", pa.int64())]
-        )
-    )
-    found = wanted.join(
-        held.group_by(["exchange", "symbol", "seq"]).aggregate([]),
-        keys=["exchange", "symbol", "seq"],
-        join_type="inner",
-    )
+    stored = _keys_table(table.scan(row_filter=row_filter, selected_fields=tuple(key)).to_arrow())
+    found = wanted.join(stored.group_by(key).aggregate([]), keys=key, join_type="inner")
     mask = np.zeros(n, bool)
     mask[found.column("row").to_numpy()] = True
     return mask
+
+
+def _keys_table(rows: pa.Table) -> pa.Table:
+    """Key columns with their types fixed, and the session of rows older than it 0."""
+    return pa.table(
+        {
+            "exchange": rows.column("exchange").cast(pa.large_string()),
+            "symbol": rows.column("symbol").cast(pa.large_string()),
+            SESSION: rows.column(SESSION).cast(pa.int64()).fill_null(0),
+            "seq": rows.column("seq").cast(pa.int64()),
+        }
+    )
 
 
 def _key_range(exchange: str, symbol: str, lo: int, hi: int) -> BooleanExpression:
@@ -280,15 +305,10 @@ def _key_range(exchange: str, symbol: str, lo: int, hi: int) -> BooleanExpressio
     )
 
 
-def stored_keys(table: Table) -> list[tuple[str, str, int]]:
-    """Every `(exchange, symbol, seq)` in `table`, duplicates included: the read-back that
-    exactly-once checks count."""
-    cols = table.scan(selected_fields=("exchange", "symbol", "seq")).to_arrow()
-    return list(
-        zip(
-            cols.column("exchange").to_pylist(),
-            cols.column("symbol").to_pylist(),
-            cols.column("seq").to_pylist(),
-            strict=True,
-        )
+def stored_keys(table: Table) -> list[tuple[str, str, int, int]]:
+    """Every `(exchange, symbol, session, seq)` in `table`, duplicates included: the read-back
+    that exactly-once checks count."""
+    cols = _keys_table(
+        table.scan(selected_fields=("exchange", "symbol", SESSION, "seq")).to_arrow()
     )
+    return list(zip(*(cols.column(c).to_pylist() for c in cols.column_names), strict=True))

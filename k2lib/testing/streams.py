@@ -6,8 +6,10 @@ production fault injector's spec for a live feed.
 Each key plays one or more sessions of consecutive seqs. Within a session records are dropped,
 duplicated (the copy arrives a few records later) and swapped with their neighbour; a new
 session starts far below the previous one after a quiet period, so that `SequenceConfig`'s
-reset rule (with the `reset_jump` and `reset_quiet_us` given here) sees it. The truth is
-computed from what was delivered, exactly as the tracker promises to report it.
+reset rule (with the `reset_jump` and `reset_quiet_us` given here) sees it. With `reuse_seqs`
+every session of a key numbers from the same start, as an exchange that restarts its
+sequence does: the sessions' seqs overlap, and only the session tells their trades apart.
+The truth is computed from what was delivered, exactly as the tracker promises to report it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FaultyStreamSpec:
     reset_jump: int = 10
     reset_quiet_us: int = 1_000_000
     partitions: int = 2
+    reuse_seqs: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +47,8 @@ class StreamTruth:
     abandoned: int = 0
     """Missing seqs of each key's earlier sessions."""
     resets: int = 0
+    unique_records: int = 0
+    """Distinct `(key, session, seq)` delivered: the rows an exactly-once ingest stores."""
 
 
 def missing_ranges(seqs: set[int]) -> list[tuple[int, int]]:
@@ -60,9 +65,14 @@ def missing_ranges(seqs: set[int]) -> list[tuple[int, int]]:
 
 
 def _session(rng: random.Random, spec: FaultyStreamSpec, start: int, base_ts: int) -> list[tuple]:
-    length = rng.randint(1, spec.max_length)
+    # A reused start must still look like a reset: the session's last seq more than
+    # `reset_jump` above the next one's first (its first two and its last are never dropped,
+    # and a swap moves the first by one at most).
+    shortest = spec.reset_jump + 3 if spec.reuse_seqs else 1
+    length = rng.randint(shortest, max(shortest, spec.max_length))
     records = [(s, base_ts + (s - start) * TICK_US) for s in range(start, start + length)]
-    records = [r for r in records if rng.random() >= spec.drop]
+    keep = {start, start + 1, start + length - 1} if spec.reuse_seqs else set()
+    records = [r for r in records if r[0] in keep or rng.random() >= spec.drop]
     out = list(records)
     for r in records:
         if rng.random() < spec.duplicate:
@@ -80,15 +90,16 @@ def faulty_stream(rng: random.Random, spec: FaultyStreamSpec) -> tuple[TradeBatc
     Kafka provenance: key k lives in partition `k % partitions`, offsets count per partition.
     """
     stride = spec.max_length + spec.reset_jump + 10
-    quiet = spec.reset_quiet_us + spec.max_length * TICK_US + 1
+    quiet = spec.reset_quiet_us + max(spec.max_length, spec.reset_jump + 3) * TICK_US + 1
     per_key: list[list[tuple]] = []
-    truth_dup = truth_abandoned = truth_resets = 0
+    truth_dup = truth_abandoned = truth_resets = truth_unique = 0
     gaps: list[Gap] = []
     for k in range(spec.keys):
         delivered: list[tuple] = []
         sessions: list[list[tuple]] = []
+        base = 1 + rng.randint(0, 5)
         for j in range(spec.sessions):
-            start = (spec.sessions - j) * stride + rng.randint(0, 5)
+            start = base if spec.reuse_seqs else (spec.sessions - j) * stride + rng.randint(0, 5)
             played = _session(rng, spec, start, 1_700_000_000_000_000 + j * quiet)
             if played:
                 sessions.append(played)
@@ -97,6 +108,7 @@ def faulty_stream(rng: random.Random, spec: FaultyStreamSpec) -> tuple[TradeBatc
         for j, played in enumerate(sessions):
             seen = {s for s, _ in played}
             truth_dup += len(played) - len(seen)
+            truth_unique += len(seen)
             holes = missing_ranges(seen)
             if j == len(sessions) - 1:
                 gaps.extend(Gap("x", f"S{k}", lo, hi) for lo, hi in holes)
@@ -134,5 +146,6 @@ def faulty_stream(rng: random.Random, spec: FaultyStreamSpec) -> tuple[TradeBatc
         open_gaps=sorted(gaps),
         abandoned=truth_abandoned,
         resets=truth_resets,
+        unique_records=truth_unique,
     )
     return batch, truth

@@ -5,7 +5,11 @@ A record is `exchange, symbol, seq, exch_ts, recv_ts, price, qty, side`:
 - `exch_ts` and `recv_ts` are UTC microseconds since the epoch (int64);
 - `price` and `qty` are exact decimals held as int64 counts of 1e-8 (`SCALE`), so a feed's
   decimal string reaches Iceberg's `decimal(18, 8)` with no float in between;
-- `side` is 0 unknown, 1 buy, 2 sell (the aggressor).
+- `side` is 0 unknown, 1 buy, 2 sell (the aggressor);
+- `session` says which of a symbol's sequence sessions the seq belongs to: 0 for the first,
+  then the `exch_ts` of the record that began each later one. It never travels on the wire:
+  the sequence tracker assigns it at ingest when it sees a reset
+  (`k2lib.ingestion.sequence`), and a trade is `(exchange, symbol, session, seq)`.
 
 `TradeBatch` carries a batch as NumPy columns; the hot paths never build per-record objects.
 """
@@ -32,6 +36,7 @@ __all__ = [
     "SIDE_NAMES",
     "Trade",
     "TradeBatch",
+    "conform",
     "format_decimal",
     "parse_decimal",
 ]
@@ -60,6 +65,7 @@ ARROW_SCHEMA = pa.schema(
         pa.field("side", pa.large_string(), nullable=True),
         pa.field("kafka_partition", pa.int32(), nullable=False),
         pa.field("kafka_offset", pa.int64(), nullable=False),
+        pa.field("session", pa.int64(), nullable=True),  # null in rows written before it
     ]
 )
 
@@ -137,6 +143,7 @@ class TradeBatch:
     side: np.ndarray
     partition: np.ndarray
     offset: np.ndarray
+    session: np.ndarray
 
     def __len__(self) -> int:
         return int(self.seq.shape[0])
@@ -155,6 +162,7 @@ class TradeBatch:
         side: Sequence[int] | np.ndarray | None = None,
         partition: Sequence[int] | np.ndarray | None = None,
         offset: Sequence[int] | np.ndarray | None = None,
+        session: Sequence[int] | np.ndarray | None = None,
     ) -> TradeBatch:
         n = len(seq)
         return cls(
@@ -170,6 +178,7 @@ class TradeBatch:
             if partition is None
             else np.asarray(partition, dtype=np.int32),
             offset=np.full(n, -1, np.int64) if offset is None else np.asarray(offset, np.int64),
+            session=np.zeros(n, np.int64) if session is None else np.asarray(session, np.int64),
         )
 
     @classmethod
@@ -214,6 +223,15 @@ class TradeBatch:
             }
         )
 
+    def with_session(self, session: np.ndarray) -> TradeBatch:
+        """The same rows in the sessions the sequence tracker assigned them."""
+        return TradeBatch(
+            **{
+                **{f.name: getattr(self, f.name) for f in fields(self)},
+                "session": np.asarray(session, np.int64),
+            }
+        )
+
     def key_codes(self) -> tuple[np.ndarray, list[tuple[str, str]]]:
         """-> (int32 code per row, the distinct `(exchange, symbol)` pairs the codes index)."""
         codes, ex, sym = factorize_pair(self.exchange, self.symbol)
@@ -255,13 +273,14 @@ class TradeBatch:
                 _sides(self.side),
                 pa.array(self.partition, pa.int32()),
                 pa.array(self.offset, pa.int64()),
+                pa.array(self.session, pa.int64()),
             ],
             schema=ARROW_SCHEMA,
         )
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> TradeBatch:
-        """Inverse of to_arrow (Kafka columns default to -1 where absent)."""
+        """Inverse of to_arrow (Kafka columns default to -1 where absent, session to 0)."""
         n = table.num_rows
         cols: dict[str, Any] = {}
         for name in ("exchange", "symbol"):
@@ -275,7 +294,21 @@ class TradeBatch:
         cols["side"] = np.array([_SIDE_CODES.get(s or "", 0) for s in side], np.int8)
         for name, key in (("partition", "kafka_partition"), ("offset", "kafka_offset")):
             cols[name] = table.column(key).to_numpy() if key in table.column_names else None
+        if "session" in table.column_names:
+            cols["session"] = table.column("session").fill_null(0).to_numpy()
         return cls.from_columns(**cols)
+
+
+def conform(rows: pa.Table) -> pa.Table:
+    """Rows of ARROW_SCHEMA's columns in its types (any string widths, any UTC zone spelling):
+    a column missing from rows written before it existed (`session`) comes back null."""
+    columns = [
+        rows.column(f.name).cast(f.type)
+        if f.name in rows.column_names
+        else pa.nulls(rows.num_rows, f.type)
+        for f in ARROW_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
 def decimal_units(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

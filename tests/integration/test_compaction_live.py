@@ -101,7 +101,7 @@ def test_compaction_while_ingest_commits_keeps_the_table_and_the_seam_exact(
 
     keys = stored_keys(table)
     want = {
-        (e.decode(), s.decode(), int(q))
+        (e.decode(), s.decode(), 0, int(q))
         for e, s, q in zip(batch.exchange, batch.symbol, batch.seq, strict=True)
     }
     assert len(keys) == len(set(keys)) == len(want) == CHUNKS * CHUNK_ROWS
@@ -122,6 +122,7 @@ def test_compaction_while_ingest_commits_keeps_the_table_and_the_seam_exact(
         zip(
             result.rows.column("exchange").to_pylist(),
             result.rows.column("symbol").to_pylist(),
+            result.rows.column("session").to_pylist(),
             result.rows.column("seq").to_pylist(),
             strict=True,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from k2lib.bench.sequence import drop_prefix
 from k2lib.errors import ServiceError
+from k2lib.ingestion import scripts
 from k2lib.ingestion.sequence import SeqLabel, SequenceConfig
 from k2lib.ingestion.sequence.gaps import list_gaps
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
@@ -59,6 +61,7 @@ SPECS = st.builds(
     drop=st.sampled_from([0.0, 0.05, 0.3]),
     duplicate=st.sampled_from([0.0, 0.05, 0.3]),
     swap=st.sampled_from([0.0, 0.1, 0.4]),
+    reuse_seqs=st.booleans(),
 )
 
 
@@ -72,12 +75,25 @@ def test_redis_and_memory_trackers_agree_record_for_record(
     try:
         red = RedisSequenceTracker(client, prefix=p, config=CONFIG)
         mem = MemorySequenceTracker(config=CONFIG)
+        stored = []
         for part in cut(batch, bounds):
             a, b = mem.classify_batch(part), red.classify_batch(part)
             assert a.labels.tolist() == b.labels.tolist()
+            assert a.sessions.tolist() == b.sessions.tolist()
             assert a.new_gaps == b.new_gaps
             assert a.abandoned_gap_messages == b.abandoned_gap_messages
+            stored.append(part.with_session(b.sessions))
         assert red.open_gaps() == mem.open_gaps() == truth.open_gaps
+        # Redis lost it: replaying the rows in their sessions rebuilds the same state.
+        drop_prefix(client, p)
+        rebuilt = RedisSequenceTracker(client, prefix=p, config=CONFIG)
+        for part in stored:
+            rebuilt.replay_committed(part)
+        assert rebuilt.open_gaps() == truth.open_gaps
+        again = batch.take(np.arange(len(batch) // 2, len(batch)))  # the feed re-sent
+        a, b = mem.classify_batch(again), rebuilt.classify_batch(again)
+        assert a.labels.tolist() == b.labels.tolist()
+        assert a.sessions.tolist() == b.sessions.tolist()
     finally:
         drop_prefix(client, p)
 
@@ -190,3 +206,18 @@ def trades(seqs: list[int]) -> TradeBatch:
         price=[1] * n,
         qty=[1] * n,
     )
+
+
+def test_a_state_written_before_sessions_reads_as_session_zero(
+    client: redis.Redis, prefix: str
+) -> None:
+    """A Redis holding the layout without the session word (first, last, last_ts, gaps)."""
+    tracker = RedisSequenceTracker(client, prefix=prefix, config=CONFIG)
+    tracker.classify_batch(trades([1]))
+    (key,) = [k for k in scripts.scan_prefix(client, prefix) if b"k:" in k]
+    client.set(key, struct.pack("<qqqqq", 1, 9, 9_000, 4, 6))  # 1..9, gap 4..6, no session
+    assert list_gaps(client, prefix) == []  # the index was not told; the state still parses
+    result = tracker.classify_batch(trades([5, 10]))
+    assert [SeqLabel(x) for x in result.labels.tolist()] == [SeqLabel.LATE_FILL, SeqLabel.IN_ORDER]
+    assert result.sessions.tolist() == [0, 0]
+    assert struct.unpack("<qqqq", client.get(key)[:32]) == (1, 10, 10_000, 0)

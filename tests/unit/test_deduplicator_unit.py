@@ -279,3 +279,19 @@ def test_two_phase_keeps_exactly_the_first_occurrence(
         if i % 2:  # a commit now and then
             dedup.record(dedup.stage())
     assert keep == truth
+
+
+@pytest.mark.parametrize("config", [CONFIG, TINY], ids=["bloom", "every-key-a-maybe"])
+def test_a_new_session_reusing_seqs_is_kept_and_its_copies_dropped(config: DedupConfig) -> None:
+    store = MemoryDedupStore()
+    dedup = make(store, config)
+    committed(dedup, trades([1, 2, 3]))
+    later = trades([1, 2, 3]).with_session(np.full(3, 5_000_000))
+    assert committed(dedup, later).tolist() == [True, True, True]  # other keys: a new session
+    assert dedup.check(later).tolist() == [False, False, False]  # its copies
+    assert dedup.check(trades([2])).tolist() == [False]  # and the first session's
+    # A restarted process warms from the store and still tells the sessions apart.
+    fresh = make(store, config)
+    fresh.warm()
+    assert fresh.check(later).tolist() == [False] * 3
+    assert fresh.check(trades([4]).with_session(np.full(1, 5_000_000))).tolist() == [True]

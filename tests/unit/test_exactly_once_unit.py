@@ -54,14 +54,14 @@ def stored_rows(table):
     return table.scan().to_arrow()
 
 
-def trades(seqs: list[int], symbol: str = "BTCUSDT") -> list[bytes]:
+def trades(seqs: list[int], symbol: str = "BTCUSDT", t0: int = T0) -> list[bytes]:
     n = len(seqs)
     batch = TradeBatch.from_columns(
         exchange=["binance"] * n,
         symbol=[symbol] * n,
         seq=seqs,
-        exch_ts=[T0 + s for s in seqs],
-        recv_ts=[T0 + s for s in seqs],
+        exch_ts=[t0 + s for s in seqs],
+        recv_ts=[t0 + s for s in seqs],
         price=[100_000_000] * n,
         qty=[1_000] * n,
     )
@@ -249,6 +249,32 @@ def test_redis_state_lost_before_a_commit_means_a_rewind_not_a_commit(tmp_path: 
     assert not redis.tracker.open_gaps()
 
 
+def test_a_session_reset_inside_the_dedup_horizon_stores_the_new_session(tmp_path: Path) -> None:
+    """The venue restarts its numbering 2 minutes later (the tracker's reset rule: more than
+    1,000 below and 60 s quiet): the same seqs again are new trades, in a new session. Their
+    copies, and the old session's, are still dropped, after Redis lost everything too."""
+    redis = Redis()
+    source = ListSource(TOPIC, 1)
+    proc = Process(tmp_path, source, redis, interval=0.0)
+    later = T0 + 120_000_000
+    old, new = trades(list(range(1, 2001))), trades(list(range(1, 2001)), t0=later)
+    source.publish(0, old[:1500])
+    proc.pipeline.step()
+    source.publish(0, [*old[1500:], *new[:700]])  # the reset lands mid-batch
+    proc.drain()
+    source.publish(0, [*new[700:], *new[:50], *old[:50]])  # with copies of both sessions
+    proc.drain()
+    assert_exact(proc.table, 4000)
+    sessions = Counter(stored_rows(proc.table).column("session").to_pylist())
+    assert sessions == {0: 2000, later + 1: 2000}  # named by the reset record's exch_ts
+    assert redis.tracker.summary()["reset"] == 1 and not redis.tracker.open_gaps()
+    redis.ledger.wipe()  # FLUSHALL, then the whole feed again
+    source.publish(0, [*old, *new])
+    proc.drain()
+    assert_exact(proc.table, 4000)
+    assert not redis.tracker.open_gaps()
+
+
 def test_dlq_not_confirmed_means_no_commit(tmp_path: Path) -> None:
     source = ListSource(TOPIC, 1)
     proc = Process(tmp_path, source, Redis())
@@ -336,3 +362,5 @@ def test_held_mask_reads_the_table_exactly(tmp_path: Path) -> None:
         [2, 4, 7, 2, 1],
     )
     assert mask.tolist() == [True, False, True, False, False]
+    later = held_mask(proc.table, ["binance"] * 2, ["BTCUSDT"] * 2, [2, 2], [0, 5])
+    assert later.tolist() == [True, False]  # the same seq in another session is not held

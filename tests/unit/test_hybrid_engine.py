@@ -130,6 +130,37 @@ def test_dedup_keeps_the_iceberg_copy_and_counts_the_rest() -> None:
     assert sources.count("iceberg") == 150 and sources.count("kafka") == 50
 
 
+def test_a_reused_seq_of_a_later_session_is_not_a_repeat() -> None:
+    def rows(seqs: list[int], ts: list[int], session: int) -> TradeBatch:
+        n = len(seqs)
+        batch = TradeBatch.from_columns(
+            exchange=["binance"] * n,
+            symbol=["BTCUSDT"] * n,
+            seq=seqs,
+            exch_ts=ts,
+            recv_ts=ts,
+            price=[1] * n,
+            qty=[1] * n,
+        )
+        return batch.with_session(np.full(n, session))
+
+    later = T0 + 10 * MIN
+    stored = rows([1, 2], [T0, T0 + 1], 0).to_arrow()
+    # The tail holds the new session (its session not yet named) and a copy of seq 2.
+    tail = rows([1, 2, 2], [later, later + 1, T0 + 1], 0).to_arrow()
+    out = merge_sides(tag_source(stored, "iceberg"), tag_source(tail, "kafka"))
+    assert out.duplicates_removed == 1
+    assert out.rows.column("seq").to_pylist() == [1, 2, 1, 2]
+    assert out.rows.column("source").to_pylist() == ["iceberg"] * 2 + ["kafka"] * 2
+
+
+def test_rows_written_before_the_session_column_merge() -> None:
+    old = stream(10).to_arrow().drop_columns(["session"])
+    out = merge_sides(tag_source(old, "iceberg"), tag_source(stream(10).to_arrow(), "kafka"))
+    assert out.rows.num_rows == 10 and out.duplicates_removed == 10
+    assert out.rows.column("session").null_count == 10  # the stored copies win
+
+
 def test_order_is_exch_ts_then_seq() -> None:
     same_ts = TradeBatch.from_columns(
         exchange=["binance"] * 4,

@@ -183,6 +183,7 @@ SPECS = st.builds(
     drop=st.sampled_from([0.0, 0.05, 0.3]),
     duplicate=st.sampled_from([0.0, 0.05, 0.3]),
     swap=st.sampled_from([0.0, 0.1, 0.4]),
+    reuse_seqs=st.booleans(),
 )
 
 
@@ -197,6 +198,9 @@ def test_reported_gaps_and_duplicates_equal_the_truth(
     assert sum(r.duplicates for r in results) == truth.duplicates
     assert sum(r.resets for r in results) == truth.resets
     assert tracker.open_gaps() == truth.open_gaps
+    sessions = np.concatenate([np.zeros(0, np.int64), *(r.sessions for r in results)])
+    keys = set(zip(batch.symbol.tolist(), sessions.tolist(), batch.seq.tolist(), strict=True))
+    assert len(keys) == truth.unique_records  # sessions tell reused seqs apart
     abandoned = sum(r.abandoned_gap_messages for r in results)
     assert abandoned == truth.abandoned
     still_open = sum(g.size for g in truth.open_gaps)
@@ -212,13 +216,55 @@ def test_a_replay_after_a_crash_changes_no_total(
     batch, truth = faulty_stream(random.Random(seed), spec)
     cut %= len(batch) + 1
     tracker = MemorySequenceTracker(config=CONFIG)
-    results = [tracker.classify_batch(batch.take(np.arange(0, cut)))]
+    head = batch.take(np.arange(0, cut))
+    results = [tracker.classify_batch(head)]
     # After a crash the state is synced from the table: `back` committed rows are replayed
-    # (as `state.TableStateSync` does), then the consumer resumes where the table ends.
+    # (as `state.TableStateSync` does), in the sessions they were stored in, then the
+    # consumer resumes where the table ends.
     restart = max(0, cut - back)
     before = tracker.summary()
-    tracker.replay_committed(batch.take(np.arange(restart, cut)))
+    tracker.replay_committed(head.with_session(results[0].sessions).take(np.arange(restart, cut)))
     assert tracker.summary() == before
     results.append(tracker.classify_batch(batch.take(np.arange(cut, len(batch)))))
     assert sum(r.duplicates for r in results) == truth.duplicates
     assert tracker.open_gaps() == truth.open_gaps
+
+
+def test_a_reset_begins_a_session_named_by_its_time(tracker: MemorySequenceTracker) -> None:
+    first = tracker.classify_batch(trades([1, 2, 3, 20, 21], ts=[10, 11, 12, 13, 14]))
+    assert first.sessions.tolist() == [0] * 5
+    later = 5_000_000  # quiet for more than reset_quiet_us, and 21 - 1 > reset_jump
+    again = tracker.classify_batch(
+        trades([1, 2, 2, 3], ts=[later, later + 1, later + 1, later + 2])
+    )
+    assert labels(again) == [RESET, IN, DUP, IN]
+    assert again.sessions.tolist() == [later] * 4
+    # The open gap 4..19 of the first session is abandoned, not left open.
+    assert again.abandoned_gap_messages == 16 and tracker.open_gaps() == []
+    # A record of the new session that is not a reset stays in it.
+    fourth = tracker.classify_batch(trades([5], ts=[later + 9]))
+    assert labels(fourth) == [GAP] and fourth.sessions.tolist() == [later]
+
+
+def test_two_resets_of_one_key_in_one_batch_each_name_their_records() -> None:
+    tracker = MemorySequenceTracker(config=CONFIG)
+    q = 5_000_000
+    batch = trades([1, 2, 30, 1, 2, 30, 1, 2], ts=[0, 1, 2, q, q + 1, q + 2, 2 * q, 2 * q + 1])
+    result = tracker.classify_batch(batch)
+    assert labels(result) == [IN, IN, GAP, RESET, IN, GAP, RESET, IN]
+    assert result.sessions.tolist() == [0, 0, 0, q, q, q, 2 * q, 2 * q]
+
+
+def test_replayed_rows_restore_their_session_and_older_ones_change_nothing() -> None:
+    q = 5_000_000
+    original = MemorySequenceTracker(config=CONFIG)
+    stored = trades([1, 2, 30, 1, 2, 3], ts=[0, 1, 2, q, q + 1, q + 2])
+    stored = stored.with_session(original.classify_batch(stored).sessions)
+    # Redis lost the state: a fresh tracker replays what the table holds, in any cut.
+    rebuilt = MemorySequenceTracker(config=CONFIG)
+    rebuilt.replay_committed(stored.take(np.arange(3, 6)))
+    rebuilt.replay_committed(stored.take(np.arange(0, 3)))  # the older session: no change
+    assert rebuilt.summary() == {}
+    after = rebuilt.classify_batch(trades([3, 4], ts=[q + 2, q + 3]))
+    assert labels(after) == [DUP, IN]
+    assert after.sessions.tolist() == [q, q]

@@ -19,6 +19,8 @@ from k2lib.wire.schema import TradeBatch
 
 pytestmark = [pytest.mark.unit]
 
+T0 = 1_750_000_000_000_000
+
 
 def catalog(tmp: Path) -> SqlCatalog:
     return SqlCatalog("t", uri=f"sqlite:///{tmp}/catalog.db", warehouse=f"file://{tmp}/wh")
@@ -60,3 +62,50 @@ def test_a_table_made_before_a_property_existed_gets_it_once(tmp_path: Path) -> 
     assert first.properties["commit.retry.num-retries"] == "0"
     again = ensure_table(catalog(tmp_path), "t.trades")
     assert again.metadata_location == first.metadata_location  # nothing written the 2nd time
+
+
+def test_a_table_made_before_the_session_column_gets_it_and_its_rows_read_as_session_zero(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+
+    from k2lib.storage.changes import rows_added_since
+    from k2lib.storage.table import (
+        PARTITION_SPEC,
+        SESSION,
+        SORT_ORDER,
+        TRADES_SCHEMA,
+        held_mask,
+        stored_keys,
+    )
+    from k2lib.testing import synthetic_trades
+
+    cat = catalog(tmp_path)
+    cat.create_namespace("t")
+    before = [f for f in TRADES_SCHEMA.fields if f.name != SESSION]
+    table = cat.create_table(
+        "t.trades",
+        schema=Schema(*before, identifier_field_ids=[1, 2, 3]),
+        partition_spec=PARTITION_SPEC,
+        sort_order=SORT_ORDER,
+    )
+    old = synthetic_trades(5, start_us=T0, span_us=1_000, seed=1).with_kafka(
+        np.zeros(5), np.arange(5)
+    )
+    old_symbols = {s.decode() for s in old.symbol.tolist()}
+    table.append(old.to_arrow().drop_columns([SESSION]).cast(table.schema().as_arrow()))
+    table = ensure_table(catalog(tmp_path), "t.trades")
+    assert SESSION in table.schema().column_names
+    new = synthetic_trades(
+        5, start_us=T0, span_us=1_000, seed=2, first_seq=dict.fromkeys(old_symbols, 100)
+    ).with_kafka(np.zeros(5), np.arange(5, 10))
+    IcebergWriter(table, "t", partitions=[0]).commit(new.with_session(np.full(5, 7)), {0: 10})
+    assert sorted(k[2] for k in stored_keys(table)) == [0] * 5 + [7] * 5
+    replayed = rows_added_since(table, 0)
+    assert replayed.column(SESSION).fill_null(0).to_pylist() == [0] * 5 + [7] * 5
+    exchange = [e.decode() for e in old.exchange.tolist()]
+    symbol = [s.decode() for s in old.symbol.tolist()]
+    assert held_mask(table, exchange, symbol, old.seq.tolist()).all()
+    assert pa.types.is_int64(table.scan().to_arrow().schema.field(SESSION).type)

@@ -1,4 +1,5 @@
-"""Commit-aligned two-tier deduplication of trade keys `(exchange, symbol, seq)` (ADR 008):
+"""Commit-aligned two-tier deduplication of trade keys `(exchange, symbol, session, seq)`
+(ADR 008, ADR 016):
 a rotating in-process Bloom filter, then Redis on a "maybe"; check now, record once the rows
 are durable.
 
@@ -41,7 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from k2lib.clock import Clock
 from k2lib.errors import ConfigError, ValidationError
 from k2lib.ingestion.dedup.bloom import RotatingBloom
-from k2lib.ingestion.dedup.keys import key_hash, name_hashes, seqs_from_bitmap
+from k2lib.ingestion.dedup.keys import key_hash, name_hashes, seqs_from_bitmap, session_names
 from k2lib.ingestion.dedup.planner import DedupPlanner
 from k2lib.ingestion.dedup.store import DedupStore
 from k2lib.ingestion.sequence._runs import MAX_ABS_VALUE
@@ -315,7 +316,7 @@ class CommitAlignedDeduplicator:
         seq = batch.seq.astype(np.int64)
         if np.any((seq < 0) | (seq >= MAX_ABS_VALUE)):
             raise ValidationError("dedup needs seqs in [0, 2**53)")
-        names = name_hashes(batch.exchange, batch.symbol)
+        names = session_names(name_hashes(batch.exchange, batch.symbol), batch.session)
         return names, seq, key_hash(names, seq)
 
     def _count(self, **amounts: int) -> None:

@@ -8,7 +8,7 @@ The interface lives here; implementations sit beside it:
   (and the engine of the in-process twin `k2lib.testing.MemorySequenceTracker`).
 
 State per key: `first` (lowest seq of the session), `last` (highest), `last_ts` (exch_ts of the
-record that set `last`) and the open gaps, disjoint ranges inside `[first, last]`. Every seq in
+record that set `last`), the session and the open gaps, disjoint ranges inside `[first, last]`. Every seq in
 `[first, last]` is either seen or in an open gap; that invariant is what makes DUPLICATE exact.
 
 Labels, in arrival order (records of one key see the earlier records of the same batch):
@@ -24,6 +24,11 @@ Labels, in arrival order (records of one key see the earlier records of the same
 - RESET: a new session. The key's state restarts at this record and the old session's open
   gaps are abandoned: counted in `abandoned_gap_messages`, no longer listed (their seqs are
   reused by the new session, so they can never be filled). See `SequenceConfig` for the rule.
+
+Every record also gets its session (`BatchClassification.sessions`): 0 for a key's first,
+then the exch_ts of the RESET that began it. A trade is `(exchange, symbol, session, seq)`:
+the deduplicator and the table key on it, so a venue that numbers a new session from 1 again
+stores it (ADR 016). `replay_committed` takes rows in the sessions they were stored in.
 
 A record Kafka delivers again is labelled DUPLICATE and leaves the gaps alone. The pipeline
 resumes from the offsets the table records, and `replay_committed` brings the state up to
@@ -121,11 +126,14 @@ class Gap:
 class BatchClassification:
     """One label per record (`SeqLabel` values, int8, in the batch's row order) and what changed.
 
-    `new_gaps` are the holes this batch found and did not fill itself; `abandoned_gap_messages`
-    counts open seqs dropped because their session reset.
+    `sessions` (int64, row order) is the session each record belongs to: 0 for a key's first,
+    then the exch_ts of the RESET that began it. `new_gaps` are the holes this batch found and
+    did not fill itself; `abandoned_gap_messages` counts open seqs dropped because their
+    session reset.
     """
 
     labels: np.ndarray
+    sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     new_gaps: list[Gap] = field(default_factory=list)
     abandoned_gap_messages: int = 0
 
@@ -186,9 +194,14 @@ class SequenceTracker(ABC):
         plan = plan_runs(batch, np.ones(len(batch), bool), key_codes)
         outcome = self._apply(plan) if plan.n else RunOutcome.empty()
         labels = np.zeros(len(batch), np.int8)
-        labels[plan.index] = outcome.labels_sorted(plan.n)
+        sessions = np.zeros(len(batch), np.int64)
+        if plan.n:
+            sorted_labels = outcome.labels_sorted(plan.n)
+            labels[plan.index] = sorted_labels
+            sessions[plan.index] = outcome.sessions_sorted(plan, sorted_labels, SeqLabel.RESET)
         result = BatchClassification(
             labels=labels,
+            sessions=sessions,
             new_gaps=[Gap(*plan.keys[k], first=lo, last=hi) for k, lo, hi in outcome.new_gaps],
             abandoned_gap_messages=outcome.abandoned,
         )
@@ -200,9 +213,11 @@ class SequenceTracker(ABC):
     def replay_committed(self, batch: TradeBatch) -> None:
         """Bring the state up to rows the table already holds (a rebuild after Redis lost
         it, or rows committed behind this process's back). Rows seen before change nothing;
-        labels are not counted, since these records were counted when first classified."""
+        labels are not counted, since these records were counted when first classified.
+        Each row's `session` is the one it was stored in: a later one restarts the key's
+        state there, an earlier one changes nothing."""
         if len(batch):
-            plan = plan_runs(batch, np.ones(len(batch), bool))
+            plan = plan_runs(batch, np.ones(len(batch), bool), replay=True)
             if plan.n:
                 self._apply(plan)
 

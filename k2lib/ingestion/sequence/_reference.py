@@ -20,7 +20,8 @@ IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = range(6)
 
 @dataclass(slots=True)
 class KeyState:
-    """One key's session. `gaps` holds `[first, last, origin]`, sorted and disjoint.
+    """One key's session (`session`: 0, or the exch_ts of the RESET that began it). `gaps`
+    holds `[first, last, origin]`, sorted and disjoint.
 
     `origin` is 0 for a gap recorded by an earlier batch. Within a batch, a hole opened by the
     GAP record of run r has origin r, and a hole left below `first` has origin -r.
@@ -29,6 +30,7 @@ class KeyState:
     first: int
     last: int
     ts: int
+    session: int = 0
     gaps: list[list[int]] = field(default_factory=list)
 
 
@@ -38,6 +40,9 @@ class KeyOutcome:
     segments: list[list[int]]  # [length, label] in arrival order
     new_gaps: list[tuple[int, int]]
     abandoned: int
+    start_session: int = 0
+    reset_sessions: list[int] = field(default_factory=list)
+    """The session each RESET of this call began, in arrival order."""
 
 
 def _session(ts: int, config: SequenceConfig) -> int:
@@ -86,27 +91,36 @@ def _fill(state: KeyState, lo: int, hi: int, segments: list[list[int]]) -> None:
 
 def classify_key(
     state: KeyState | None,
-    runs: Iterable[tuple[int, int, int, int] | list[int]],
+    runs: Iterable[tuple[int, int, int, int, int] | list[int]],
     config: SequenceConfig,
 ) -> KeyOutcome:
-    """Apply one key's runs `(first seq, last seq, first ts, last ts)` in arrival order."""
+    """Apply one key's runs `(first seq, last seq, first ts, last ts, session)` in arrival
+    order. A run's session is `ASSIGN` (-1) for records seen first; otherwise it is the
+    session the rows were stored in (a replay), which decides a reset instead of the rule."""
+    start_session = state.session if state is not None else 0
+    resets: list[int] = []
     segments: list[list[int]] = []
     openers: dict[int, int] = {}  # run number -> index of its GAP segment
     alive: set[int] = set()
     reported: list[tuple[int, int]] = []
     abandoned = 0
-    for r, (a, b, ta, tb) in enumerate(runs, start=1):
+    for r, (a, b, ta, tb, given) in enumerate(runs, start=1):
         if state is None:
-            state = KeyState(first=a, last=b, ts=tb)
+            state = KeyState(first=a, last=b, ts=tb, session=max(given, 0))
             segments.append([b - a + 1, IN_ORDER])
             continue
-        if is_reset(state, a, ta, config):
+        if 0 <= given < state.session:  # rows of a session already over: the state stays
+            segments.append([b - a + 1, DUPLICATE])
+            continue
+        if given > state.session if given >= 0 else is_reset(state, a, ta, config):
+            session = given if given >= 0 else max(ta, state.session + 1)
+            resets.append(session)
             for g_lo, g_hi, origin in state.gaps:
                 abandoned += g_hi - g_lo + 1
                 if origin != 0:  # found in this batch: still reported, its GAP keeps its label
                     reported.append((g_lo, g_hi))
                     alive.add(origin)
-            state = KeyState(first=a, last=b, ts=tb)
+            state = KeyState(first=a, last=b, ts=tb, session=session)
             segments.append([1, RESET])
             if b > a:
                 segments.append([b - a, IN_ORDER])
@@ -143,4 +157,11 @@ def classify_key(
     for r, index in openers.items():
         if r not in alive:  # its hole was filled within the batch: a swap, not a gap
             segments[index][1] = IN_ORDER
-    return KeyOutcome(state=state, segments=segments, new_gaps=reported, abandoned=abandoned)
+    return KeyOutcome(
+        state=state,
+        segments=segments,
+        new_gaps=reported,
+        abandoned=abandoned,
+        start_session=start_session,
+        reset_sessions=resets,
+    )

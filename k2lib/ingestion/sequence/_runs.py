@@ -1,8 +1,9 @@
 """A batch compressed into runs, and the labels that come back.
 
 Records are grouped by key (stable, so arrival order holds within a key) and cut into runs of
-consecutive ascending seqs. An in-order batch of 10k records over 500 symbols is ~500 runs, so
-the stateful step (Lua or Python) works per run, and NumPy expands its answer per record.
+consecutive ascending seqs of one session. An in-order batch of 10k records over 500 symbols
+is ~500 runs, so the stateful step (Lua or Python) works per run, and NumPy expands its
+answer per record.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from k2lib.wire.factorize import mix64
 from k2lib.wire.schema import TradeBatch
 
 __all__ = [
+    "ASSIGN",
     "MAX_ABS_VALUE",
     "KeyCodes",
     "RunOutcome",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 MAX_ABS_VALUE = 2**53  # Lua numbers are doubles: integers are exact below this
+ASSIGN = -1  # a run's session when the tracker assigns it
 NAME_WIDTH = 16
 
 
@@ -67,7 +70,9 @@ class RunPlan:
     index: np.ndarray
     keys: list[tuple[str, str]]
     runs: np.ndarray
-    """(R, 4) int64: first seq, last seq, exch_ts of the first record, exch_ts of the last."""
+    """(R, 5) int64: first seq, last seq, exch_ts of the first record, exch_ts of the last,
+    and the run's session: `ASSIGN` (-1) when the tracker decides it (records seen first),
+    the rows' own session when they replay what the table holds."""
     runs_per_key: np.ndarray
     """(K,) int32, in `keys` order; the runs of key k follow those of key k - 1."""
 
@@ -81,6 +86,10 @@ class RunOutcome:
     new_gaps: list[tuple[int, int, int]] = field(default_factory=list)
     """(key index, first, last) of each hole left open by this batch."""
     abandoned: int = 0
+    start_sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(K,) each key's session before the batch, in the plan's `keys` order."""
+    reset_sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """The session each RESET record began, in run order."""
 
     @classmethod
     def empty(cls) -> RunOutcome:
@@ -92,6 +101,28 @@ class RunOutcome:
             raise ServiceError(f"tracker labelled {labels.shape[0]} records, expected {n}")
         return labels
 
+    def sessions_sorted(self, plan: RunPlan, labels: np.ndarray, reset: int) -> np.ndarray:
+        """The session of every record in run order: its key's session before the batch,
+        then the one each RESET (label `reset`) began, until the next."""
+        n = labels.shape[0]
+        lengths = plan.runs[:, 1] - plan.runs[:, 0] + 1
+        per_key = np.bincount(
+            np.repeat(np.arange(len(plan.keys)), plan.runs_per_key),
+            weights=lengths,
+            minlength=len(plan.keys),
+        ).astype(np.int64)
+        at_reset = np.flatnonzero(labels == reset)
+        if per_key.sum() != n or self.start_sessions.size != per_key.size:
+            raise ServiceError("tracker sessions do not match the batch's runs")
+        if at_reset.size != self.reset_sessions.size:
+            raise ServiceError("tracker sessions do not match the batch's resets")
+        sessions = np.full(n, -1, np.int64)
+        sessions[np.cumsum(per_key) - per_key] = self.start_sessions
+        sessions[at_reset] = self.reset_sessions
+        # Forward-fill: every key's first record is set, so no value crosses into the next key.
+        filled = np.maximum.accumulate(np.where(sessions >= 0, np.arange(n), 0))
+        return sessions[filled]
+
 
 KeyCodes = tuple[np.ndarray, list[tuple[str, str]]]
 
@@ -100,8 +131,11 @@ def plan_runs(
     batch: TradeBatch,
     selected: np.ndarray,
     key_codes: KeyCodes | None = None,
+    *,
+    replay: bool = False,
 ) -> RunPlan:
-    """Group by key and cut into runs. `key_codes`, if the caller has `batch.key_codes()`."""
+    """Group by key and cut into runs. `key_codes`, if the caller has `batch.key_codes()`;
+    `replay`: the rows carry the sessions the tracker gave them (rows the table holds)."""
     index = np.flatnonzero(selected)
     n = int(index.size)
     if n == 0:
@@ -109,7 +143,7 @@ def plan_runs(
             n=0,
             index=index,
             keys=[],
-            runs=np.zeros((0, 4), np.int64),
+            runs=np.zeros((0, 5), np.int64),
             runs_per_key=np.zeros(0, np.int32),
         )
     sub = batch if n == len(batch) else batch.take(index)
@@ -129,9 +163,15 @@ def plan_runs(
     s, t = seq[order], ts[order]
     cut = np.ones(n, bool)
     cut[1:] = (c[1:] != c[:-1]) | (s[1:] != s[:-1] + 1)
+    if replay:
+        session = sub.session.astype(np.int64)[order]
+        if np.any((session < 0) | (session >= MAX_ABS_VALUE)):
+            raise ValidationError("session outside [0, 2**53) cannot be tracked exactly")
+        cut[1:] |= session[1:] != session[:-1]
     starts = np.flatnonzero(cut)
     ends = np.append(starts[1:], n) - 1
-    runs = np.stack([s[starts], s[ends], t[starts], t[ends]], axis=1)
+    sessions = session[starts] if replay else np.full(starts.size, ASSIGN, np.int64)
+    runs = np.stack([s[starts], s[ends], t[starts], t[ends], sessions], axis=1)
     runs_per_key = np.bincount(c[starts], minlength=len(keys)).astype(np.int32)
     return RunPlan(
         n=n,
