@@ -31,8 +31,7 @@ class MemorySequenceTracker(SequenceTracker):
             lengths: list[int] = []
             labels: list[int] = []
             new_gaps: list[tuple[int, int, int]] = []
-            starts: list[int] = []
-            resets: list[int] = []
+            sessions: list[int] = []
             abandoned = 0
             pos = 0
             for k, key in enumerate(plan.keys):
@@ -45,15 +44,13 @@ class MemorySequenceTracker(SequenceTracker):
                     labels.append(label)
                 new_gaps.extend((k, lo, hi) for lo, hi in out.new_gaps)
                 abandoned += out.abandoned
-                starts.append(out.start_session)
-                resets.extend(out.reset_sessions)
+                sessions.extend(out.run_sessions)
         return RunOutcome(
             seg_len=np.asarray(lengths, np.int64),
             seg_label=np.asarray(labels, np.int8),
             new_gaps=new_gaps,
             abandoned=abandoned,
-            start_sessions=np.asarray(starts, np.int64),
-            reset_sessions=np.asarray(resets, np.int64),
+            run_sessions=np.asarray(sessions, np.int64),
         )
 
     def open_gaps(self) -> list[Gap]:

@@ -9,6 +9,8 @@ session starts far below the previous one after a quiet period, so that `Sequenc
 reset rule (with the `reset_jump` and `reset_quiet_us` given here) sees it. With `reuse_seqs`
 every session of a key numbers from the same start, as an exchange that restarts its
 sequence does: the sessions' seqs overlap, and only the session tells their trades apart.
+`late_copies` sends some records of the previous session again after the last one began (a
+feed re-sent, a slow retransmit): duplicates of a session that is over.
 The truth is computed from what was delivered, exactly as the tracker promises to report it.
 """
 
@@ -37,6 +39,8 @@ class FaultyStreamSpec:
     reset_quiet_us: int = 1_000_000
     partitions: int = 2
     reuse_seqs: bool = False
+    late_copies: float = 0.0
+    """Per record of the session before the last: sent once more after the last began."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +109,11 @@ def faulty_stream(rng: random.Random, spec: FaultyStreamSpec) -> tuple[TradeBatc
                 sessions.append(played)
                 delivered.extend(played)
         truth_resets += max(0, len(sessions) - 1)
+        if spec.late_copies and len(sessions) > 1:
+            # Of the session before the last: the tracker remembers one session back.
+            copies = [r for r in sessions[-2] if rng.random() < spec.late_copies]
+            truth_dup += len(copies)
+            delivered.extend(copies)
         for j, played in enumerate(sessions):
             seen = {s for s, _ in played}
             truth_dup += len(played) - len(seen)

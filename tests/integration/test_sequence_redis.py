@@ -62,6 +62,7 @@ SPECS = st.builds(
     duplicate=st.sampled_from([0.0, 0.05, 0.3]),
     swap=st.sampled_from([0.0, 0.1, 0.4]),
     reuse_seqs=st.booleans(),
+    late_copies=st.sampled_from([0.0, 0.2]),
 )
 
 
@@ -220,4 +221,4 @@ def test_a_state_written_before_sessions_reads_as_session_zero(
     result = tracker.classify_batch(trades([5, 10]))
     assert [SeqLabel(x) for x in result.labels.tolist()] == [SeqLabel.LATE_FILL, SeqLabel.IN_ORDER]
     assert result.sessions.tolist() == [0, 0]
-    assert struct.unpack("<qqqq", client.get(key)[:32]) == (1, 10, 10_000, 0)
+    assert struct.unpack("<qqqq", client.get(key)[:32]) == (1, 10, 10_000, 0)  # session 0

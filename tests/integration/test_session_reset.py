@@ -1,10 +1,10 @@
 """A venue that restarts its sequence numbers, end to end: `k2 replay` a CSV, `k2 ingest`
 commits every 0.2 s, and the raw table is counted with `stored_keys`.
 
-The second session reuses every seq of the first, ten minutes later on the exchange clock
-and a moment later on the wall clock, so inside the dedup horizon: its trades are new rows
-in a new session, while copies of either session are dropped, also after Redis lost the
-state and the feed was sent again."""
+The second session reuses the first one's seqs, ten minutes later on the exchange clock and
+a moment later on the wall clock, so inside the dedup horizon: its trades are new rows in a
+new session, while copies of either session are dropped (the old session's late copies even
+where the new one never got to), also after Redis lost the state and the feed came again."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration]
 
 T0_NS = 1_733_100_000_000_000_000
 QUIET_NS = 600_000_000_000  # ten minutes: past the tracker's 60 s reset rule
-N = 3_000
+OLD, NEW = 4_000, 3_000
 
 
 def write_feed(path: Path, sessions: list[tuple[int, range]]) -> None:
@@ -44,23 +44,24 @@ def ingest(env: dict[str, str]) -> dict:
 def test_a_sequence_reset_stores_the_new_session_and_no_copy(
     k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
 ) -> None:
-    old, new = (T0_NS, range(1, N + 1)), (T0_NS + QUIET_NS, range(1, N + 1))
+    old, new = (T0_NS, range(1, OLD + 1)), (T0_NS + QUIET_NS, range(1, NEW + 1))
     feed = tmp_path / "reset.csv"
-    # The first session, the second, then copies of the tail of each.
-    write_feed(feed, [old, new, (T0_NS, range(N - 99, N + 1)), (new[0], range(1, 101))])
+    # The first session, the second, then copies: the old session's last 1,500 (seqs the new
+    # session reached, and seqs it never did) and the new session's first 100.
+    write_feed(feed, [old, new, (T0_NS, range(OLD - 1_499, OLD + 1)), (new[0], range(1, 101))])
     run_k2("replay", str(feed), env=k2_env)
     first = ingest(k2_env)
     keys = stored_keys(k2_settings)
-    assert len(keys) == len(set(keys)) == 2 * N, first
+    assert len(keys) == len(set(keys)) == OLD + NEW, first
     sessions = Counter(session for _, _, session, _ in keys)
-    assert sessions == {0: N, (T0_NS + QUIET_NS) // 1_000 + 1_000: N}, sessions
-    assert first["sequence"]["reset"] == 1 and first["duplicates"] == 200, first
+    assert sessions == {0: OLD, (T0_NS + QUIET_NS) // 1_000 + 1_000: NEW}, sessions
+    assert first["sequence"]["reset"] == 1 and first["duplicates"] == 1_600, first
     assert json.loads(run_k2("gaps", "--format", "json", env=k2_env).stdout) == []
 
     assert wipe_redis_state(k2_settings) > 0  # Redis lost it all; the feed comes again
     run_k2("replay", str(feed), env=k2_env)
     second = ingest(k2_env)
     keys = stored_keys(k2_settings)
-    assert len(keys) == len(set(keys)) == 2 * N, second
+    assert len(keys) == len(set(keys)) == OLD + NEW, second
     assert second["written"] == 0 and second["state"]["rebuilds"] == 1, second
     assert json.loads(run_k2("gaps", "--format", "json", env=k2_env).stdout) == []

@@ -275,6 +275,27 @@ def test_a_session_reset_inside_the_dedup_horizon_stores_the_new_session(tmp_pat
     assert not redis.tracker.open_gaps()
 
 
+def test_late_copies_of_a_longer_previous_session_are_dropped(tmp_path: Path) -> None:
+    """After the reset, the old session's seqs 3001-5000 come again: the new session never
+    reached them, so only their time says they are the old session's copies."""
+    redis = Redis()
+    source = ListSource(TOPIC, 1)
+    proc = Process(tmp_path, source, redis, interval=0.0)
+    old = trades(list(range(1, 5001)))
+    new = trades(list(range(1, 3001)), t0=T0 + 120_000_000)
+    source.publish(0, [*old, *new])
+    proc.drain()
+    source.publish(0, old[3000:])
+    proc.drain()
+    assert_exact(proc.table, 8000)
+    assert not redis.tracker.open_gaps()
+    redis.ledger.wipe()
+    source.publish(0, [*old, *new, *old[4000:]])
+    proc.drain()
+    assert_exact(proc.table, 8000)
+    assert not redis.tracker.open_gaps()
+
+
 def test_dlq_not_confirmed_means_no_commit(tmp_path: Path) -> None:
     source = ListSource(TOPIC, 1)
     proc = Process(tmp_path, source, Redis())

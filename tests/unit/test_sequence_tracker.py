@@ -184,6 +184,7 @@ SPECS = st.builds(
     duplicate=st.sampled_from([0.0, 0.05, 0.3]),
     swap=st.sampled_from([0.0, 0.1, 0.4]),
     reuse_seqs=st.booleans(),
+    late_copies=st.sampled_from([0.0, 0.2]),
 )
 
 
@@ -268,3 +269,20 @@ def test_replayed_rows_restore_their_session_and_older_ones_change_nothing() -> 
     after = rebuilt.classify_batch(trades([3, 4], ts=[q + 2, q + 3]))
     assert labels(after) == [DUP, IN]
     assert after.sessions.tolist() == [q, q]
+
+
+def test_a_late_record_of_the_previous_session_stays_in_it() -> None:
+    """Copies of the old session sent after the reset, beyond where the new session got to:
+    timed before the quiet period, they are the old session's, not new gaps."""
+    tracker = MemorySequenceTracker(config=CONFIG)
+    q = 5_000_000
+    tracker.classify_batch(trades(list(range(1, 41)), ts=list(range(1, 41))))
+    tracker.classify_batch(trades([1, 2, 3], ts=[q, q + 1, q + 2]))
+    late = tracker.classify_batch(trades([3, 4, 30, 31], ts=[q + 3, q + 4, 30, 31]))
+    assert labels(late) == [DUP, IN, DUP, DUP]  # 3 repeats the new session; 30, 31 the old
+    assert late.sessions.tolist() == [q, q, 0, 0]
+    assert tracker.open_gaps() == []
+    # A run of consecutive seqs that crosses sessions is cut where the time jumps back.
+    mixed = tracker.classify_batch(trades([5, 6], ts=[q + 5, 6]))
+    assert labels(mixed) == [IN, DUP] and mixed.sessions.tolist() == [q, 0]
+    assert tracker.open_gaps() == []

@@ -8,8 +8,9 @@ The interface lives here; implementations sit beside it:
   (and the engine of the in-process twin `k2lib.testing.MemorySequenceTracker`).
 
 State per key: `first` (lowest seq of the session), `last` (highest), `last_ts` (exch_ts of the
-record that set `last`), the session and the open gaps, disjoint ranges inside `[first, last]`. Every seq in
-`[first, last]` is either seen or in an open gap; that invariant is what makes DUPLICATE exact.
+record that set `last`), the session and the open gaps, disjoint ranges inside
+`[first, last]`. Every seq in `[first, last]` is either seen or in an open gap; that
+invariant is what makes DUPLICATE exact.
 
 Labels, in arrival order (records of one key see the earlier records of the same batch):
 
@@ -28,7 +29,10 @@ Labels, in arrival order (records of one key see the earlier records of the same
 Every record also gets its session (`BatchClassification.sessions`): 0 for a key's first,
 then the exch_ts of the RESET that began it. A trade is `(exchange, symbol, session, seq)`:
 the deduplicator and the table key on it, so a venue that numbers a new session from 1 again
-stores it (ADR 016). `replay_committed` takes rows in the sessions they were stored in.
+stores it (ADR 016). A record timed before the quiet period that preceded the current
+session's RESET belongs to the previous session (a late copy): labelled DUPLICATE there, it
+leaves the state alone, and the deduplicator decides it in its own session.
+`replay_committed` takes rows in the sessions they were stored in.
 
 A record Kafka delivers again is labelled DUPLICATE and leaves the gaps alone. The pipeline
 resumes from the offsets the table records, and `replay_committed` brings the state up to
@@ -182,6 +186,8 @@ class SequenceTracker(ABC):
         self.config = config or SequenceConfig()
         self._metrics = SequenceMetrics(registry if registry is not None else CollectorRegistry())
         self._totals: dict[str, int] = {}
+        # Records of a session that ended are at least reset_quiet_us older than the reset.
+        self._split_us = max(1, self.config.reset_quiet_us // 2)
 
     def classify_batch(
         self, batch: TradeBatch, *, key_codes: KeyCodes | None = None
@@ -191,14 +197,14 @@ class SequenceTracker(ABC):
         Pass `key_codes=batch.key_codes()` when the pipeline already computed it (the
         deduplicator needs it too); it is the costliest step of planning.
         """
-        plan = plan_runs(batch, np.ones(len(batch), bool), key_codes)
+        plan = plan_runs(batch, np.ones(len(batch), bool), key_codes, split_us=self._split_us)
         outcome = self._apply(plan) if plan.n else RunOutcome.empty()
         labels = np.zeros(len(batch), np.int8)
         sessions = np.zeros(len(batch), np.int64)
         if plan.n:
             sorted_labels = outcome.labels_sorted(plan.n)
             labels[plan.index] = sorted_labels
-            sessions[plan.index] = outcome.sessions_sorted(plan, sorted_labels, SeqLabel.RESET)
+            sessions[plan.index] = outcome.sessions_sorted(plan)
         result = BatchClassification(
             labels=labels,
             sessions=sessions,

@@ -20,8 +20,9 @@ IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = range(6)
 
 @dataclass(slots=True)
 class KeyState:
-    """One key's session (`session`: 0, or the exch_ts of the RESET that began it). `gaps`
-    holds `[first, last, origin]`, sorted and disjoint.
+    """One key's session (`session`: 0, or the exch_ts of the RESET that began it). Records
+    timed before `bound` (halfway through the quiet before that RESET) belong to the
+    `previous` session. `gaps` holds `[first, last, origin]`, sorted and disjoint.
 
     `origin` is 0 for a gap recorded by an earlier batch. Within a batch, a hole opened by the
     GAP record of run r has origin r, and a hole left below `first` has origin -r.
@@ -31,6 +32,8 @@ class KeyState:
     last: int
     ts: int
     session: int = 0
+    previous: int = 0
+    bound: int = 0
     gaps: list[list[int]] = field(default_factory=list)
 
 
@@ -40,9 +43,8 @@ class KeyOutcome:
     segments: list[list[int]]  # [length, label] in arrival order
     new_gaps: list[tuple[int, int]]
     abandoned: int
-    start_session: int = 0
-    reset_sessions: list[int] = field(default_factory=list)
-    """The session each RESET of this call began, in arrival order."""
+    run_sessions: list[int] = field(default_factory=list)
+    """The session of each run's records, in arrival order."""
 
 
 def _session(ts: int, config: SequenceConfig) -> int:
@@ -97,8 +99,7 @@ def classify_key(
     """Apply one key's runs `(first seq, last seq, first ts, last ts, session)` in arrival
     order. A run's session is `ASSIGN` (-1) for records seen first; otherwise it is the
     session the rows were stored in (a replay), which decides a reset instead of the rule."""
-    start_session = state.session if state is not None else 0
-    resets: list[int] = []
+    sessions: list[int] = []
     segments: list[list[int]] = []
     openers: dict[int, int] = {}  # run number -> index of its GAP segment
     alive: set[int] = set()
@@ -108,19 +109,30 @@ def classify_key(
         if state is None:
             state = KeyState(first=a, last=b, ts=tb, session=max(given, 0))
             segments.append([b - a + 1, IN_ORDER])
+            sessions.append(state.session)
             continue
+        if given < 0 and state.session > 0 and ta < state.bound:
+            given = state.previous  # timed before the reset: the previous session's
         if 0 <= given < state.session:  # rows of a session already over: the state stays
             segments.append([b - a + 1, DUPLICATE])
+            sessions.append(given)
             continue
         if given > state.session if given >= 0 else is_reset(state, a, ta, config):
             session = given if given >= 0 else max(ta, state.session + 1)
-            resets.append(session)
+            sessions.append(session)
             for g_lo, g_hi, origin in state.gaps:
                 abandoned += g_hi - g_lo + 1
                 if origin != 0:  # found in this batch: still reported, its GAP keeps its label
                     reported.append((g_lo, g_hi))
                     alive.add(origin)
-            state = KeyState(first=a, last=b, ts=tb, session=session)
+            state = KeyState(
+                first=a,
+                last=b,
+                ts=tb,
+                session=session,
+                previous=state.session,
+                bound=(state.ts + ta) // 2,
+            )
             segments.append([1, RESET])
             if b > a:
                 segments.append([b - a, IN_ORDER])
@@ -147,6 +159,7 @@ def classify_key(
             else:
                 segments.append([b - cur + 1, IN_ORDER])
             state.last, state.ts = b, tb
+        sessions.append(state.session)
     if state is None:
         raise ValueError("classify_key needs at least one run")
     for g in state.gaps:
@@ -162,6 +175,5 @@ def classify_key(
         segments=segments,
         new_gaps=reported,
         abandoned=abandoned,
-        start_session=start_session,
-        reset_sessions=resets,
+        run_sessions=sessions,
     )

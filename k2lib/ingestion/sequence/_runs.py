@@ -86,10 +86,8 @@ class RunOutcome:
     new_gaps: list[tuple[int, int, int]] = field(default_factory=list)
     """(key index, first, last) of each hole left open by this batch."""
     abandoned: int = 0
-    start_sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    """(K,) each key's session before the batch, in the plan's `keys` order."""
-    reset_sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    """The session each RESET record began, in run order."""
+    run_sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(R,) the session each run's records belong to, in run order."""
 
     @classmethod
     def empty(cls) -> RunOutcome:
@@ -101,27 +99,12 @@ class RunOutcome:
             raise ServiceError(f"tracker labelled {labels.shape[0]} records, expected {n}")
         return labels
 
-    def sessions_sorted(self, plan: RunPlan, labels: np.ndarray, reset: int) -> np.ndarray:
-        """The session of every record in run order: its key's session before the batch,
-        then the one each RESET (label `reset`) began, until the next."""
-        n = labels.shape[0]
+    def sessions_sorted(self, plan: RunPlan) -> np.ndarray:
+        """The session of every record, in run order."""
         lengths = plan.runs[:, 1] - plan.runs[:, 0] + 1
-        per_key = np.bincount(
-            np.repeat(np.arange(len(plan.keys)), plan.runs_per_key),
-            weights=lengths,
-            minlength=len(plan.keys),
-        ).astype(np.int64)
-        at_reset = np.flatnonzero(labels == reset)
-        if per_key.sum() != n or self.start_sessions.size != per_key.size:
+        if self.run_sessions.shape[0] != lengths.shape[0]:
             raise ServiceError("tracker sessions do not match the batch's runs")
-        if at_reset.size != self.reset_sessions.size:
-            raise ServiceError("tracker sessions do not match the batch's resets")
-        sessions = np.full(n, -1, np.int64)
-        sessions[np.cumsum(per_key) - per_key] = self.start_sessions
-        sessions[at_reset] = self.reset_sessions
-        # Forward-fill: every key's first record is set, so no value crosses into the next key.
-        filled = np.maximum.accumulate(np.where(sessions >= 0, np.arange(n), 0))
-        return sessions[filled]
+        return np.repeat(self.run_sessions.astype(np.int64), lengths)
 
 
 KeyCodes = tuple[np.ndarray, list[tuple[str, str]]]
@@ -133,9 +116,12 @@ def plan_runs(
     key_codes: KeyCodes | None = None,
     *,
     replay: bool = False,
+    split_us: int | None = None,
 ) -> RunPlan:
     """Group by key and cut into runs. `key_codes`, if the caller has `batch.key_codes()`;
-    `replay`: the rows carry the sessions the tracker gave them (rows the table holds)."""
+    `replay`: the rows carry the sessions the tracker gave them (rows the table holds);
+    `split_us`: also cut where exch_ts moves by more than this between neighbours, so that
+    a late record of an earlier session never shares a run with the current one's."""
     index = np.flatnonzero(selected)
     n = int(index.size)
     if n == 0:
@@ -163,6 +149,8 @@ def plan_runs(
     s, t = seq[order], ts[order]
     cut = np.ones(n, bool)
     cut[1:] = (c[1:] != c[:-1]) | (s[1:] != s[:-1] + 1)
+    if split_us is not None:
+        cut[1:] |= np.abs(t[1:] - t[:-1]) > split_us
     if replay:
         session = sub.session.astype(np.int64)[order]
         if np.any((session < 0) | (session >= MAX_ABS_VALUE)):

@@ -8,14 +8,19 @@
 -- ARGV[3]   config, <i8 x4: reset_jump, reset_quiet_us, session_length_us, session_offset_us
 -- ARGV[4]   prefix of the state keys; ARGV[5] the batch's keys, "len:exchange:symbol\n" each
 --           (scripts.name_field). Their state strings, ARGV[4] .. name, hold <i8 first, last,
---           last_ts, session, then gap pairs (a string of the layout before sessions lacks
---           the session: its length is 24 + 16k, not 32 + 16k, and its session is 0). (Names travel in one string: per-key arguments cost more
---           to send than the work.) Every key here shares KEYS[1]'s hash tag: one cluster slot.
+--           last_ts, session, previous session, bound, then gap pairs. A string of the
+--           layout before sessions (24 + 16k bytes, not 48 + 16k) has session 0.
+--           (Names travel in one string: per-key arguments cost more to send than the
+--           work.) Every key here shares KEYS[1]'s hash tag: one cluster slot.
+--
+-- Sessions: 0 first; a RESET begins session max(its exch_ts, session + 1), and sets `bound`
+-- halfway between the old session's last_ts and the RESET's exch_ts (the reset rule leaves a
+-- quiet period there). A run timed before `bound` belongs to the previous session, which is
+-- no longer tracked: its records are labelled DUPLICATE in it, and the state stays.
 --
 -- Returns {segments (<i4 length, i1 label ...), new gaps (<i4 key, <i8 first, last ...),
--- abandoned seqs, each key's session before the batch (<i8, ARGV[5] order), the session each
--- RESET began (<i8, in run order)}. A RESET's session is its exch_ts (above the old one). Numbers are Lua doubles: exact below 2^53, and never tostring()'d.
--- All reads happen before the first write.
+-- abandoned seqs, the session of each run (<i8, in run order)}. Numbers are Lua doubles:
+-- exact below 2^53, and never tostring()'d. All reads happen before the first write.
 
 local IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = 0, 1, 2, 3, 4, 5
 local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
@@ -46,7 +51,7 @@ local function segment(n, label)
 end
 
 local new_gaps, abandoned = {}, 0
-local start_sessions, reset_sessions = {}, {}
+local run_sessions = {}
 local writes, opened, closed = {}, {}, {}
 local runs, rpk, rpos = ARGV[1], ARGV[2], 1
 
@@ -54,22 +59,21 @@ local runs, rpk, rpos = ARGV[1], ARGV[2], 1
 for ki = 1, nkeys do
   local nr = struct.unpack('<i4', rpk, (ki - 1) * 4 + 1)
   local st = states[ki]
-  local have, first, last, ts, sess = false, 0, 0, 0, 0
+  local have, first, last, ts, sess, prev, bound = false, 0, 0, 0, 0, 0, 0
   local glo, ghi, gorg = {}, {}, {}
   if st then
     have = true
     local head = 24
     first, last, ts = struct.unpack('<i8i8i8', st)
     if (#st - 24) % 16 ~= 0 then
-      head = 32
-      sess = struct.unpack('<i8', st, 25)
+      head = 48
+      sess, prev, bound = struct.unpack('<i8i8i8', st, 25)
     end
     for g = 1, (#st - head) / 16 do
       glo[g], ghi[g] = struct.unpack('<i8i8', st, head + 1 + (g - 1) * 16)
       gorg[g] = 0
     end
   end
-  start_sessions[#start_sessions + 1] = struct.pack('<i8', sess)
   local had_gaps = #glo > 0
   local openers, alive = {}, {}
 
@@ -110,9 +114,12 @@ for ki = 1, nkeys do
   for r = 1, nr do
     local a, b, ta, tb, given = struct.unpack('<i8i8i8i8i8', runs, rpos)
     rpos = rpos + 40
-    local reset, older = false, false
+    local reset, older, mine = false, false, sess
     if have and given >= 0 then
       reset, older = given > sess, given < sess
+    elseif have and sess > 0 and ta < bound then
+      older = true
+      given = prev
     elseif have then
       reset = (last - a > jump and ta - ts > quiet)
         or (slen > 0 and a <= last and session(ta) > session(ts))
@@ -120,12 +127,15 @@ for ki = 1, nkeys do
     if not have then
       have, first, last, ts = true, a, b, tb
       if given >= 0 then sess = given end
+      mine = sess
       segment(b - a + 1, IN_ORDER)
     elseif older then
+      mine = given
       segment(b - a + 1, DUPLICATE) -- rows of a session already over: the state stays
     elseif reset then
+      prev, bound = sess, math.floor((ts + ta) / 2)
       if given >= 0 then sess = given else sess = math.max(ta, sess + 1) end
-      reset_sessions[#reset_sessions + 1] = struct.pack('<i8', sess)
+      mine = sess
       for g = 1, #glo do
         abandoned = abandoned + ghi[g] - glo[g] + 1
         if gorg[g] ~= 0 then
@@ -165,9 +175,10 @@ for ki = 1, nkeys do
         last, ts = b, tb
       end
     end
+    run_sessions[#run_sessions + 1] = struct.pack('<i8', mine)
   end
 
-  local packed = {struct.pack('<i8i8i8i8', first, last, ts, sess)}
+  local packed = {struct.pack('<i8i8i8i8i8i8', first, last, ts, sess, prev, bound)}
   for g = 1, #glo do
     if gorg[g] ~= 0 then
       new_gaps[#new_gaps + 1] = struct.pack('<i4i8i8', ki - 1, glo[g], ghi[g])
@@ -206,7 +217,4 @@ for k = 1, #seg_len do
   end
 end
 if run_len > 0 then out[#out + 1] = struct.pack('<i4b', run_len, run_lab) end
-return {
-  table.concat(out), table.concat(new_gaps), abandoned,
-  table.concat(start_sessions), table.concat(reset_sessions),
-}
+return {table.concat(out), table.concat(new_gaps), abandoned, table.concat(run_sessions)}

@@ -23,11 +23,11 @@ STATE_FIELD = "k:"
 def parse_state(raw: bytes) -> tuple[int, int, int, list[tuple[int, int]]]:
     """A packed state string -> (first, last, last_ts, [(gap first, gap last), ...]).
 
-    The string holds first, last, last_ts, session, then the gap pairs; one written before
-    sessions has no session word (an odd count of words: 3 + 2k, not 4 + 2k)."""
+    The string holds first, last, last_ts, session, previous session, bound, then the gap
+    pairs; one written before sessions has only the first three (3 + 2k words, not 6 + 2k)."""
     values = np.frombuffer(raw, "<i8").tolist()
     first, last, last_ts = values[:3]
-    pairs = values[3:] if len(values) % 2 else values[4:]
+    pairs = values[3:] if len(values) % 2 else values[6:]
     return first, last, last_ts, list(zip(pairs[0::2], pairs[1::2], strict=True))
 
 

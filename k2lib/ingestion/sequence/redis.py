@@ -8,7 +8,8 @@ caller (through the Redis circuit breaker) may retry the same batch.
 Keys, under `T = scripts.tagged(prefix)` (prefix default `k2:seq:`), e.g. `k2:seq:{1a2b3c4d}`:
 
 - `{T}k:{len(exchange)}:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts,
-  session, gap pairs (the length prefix keeps names holding ':' apart, see `scripts.name_field`);
+  session, previous session, bound (see `classify.lua`), gap pairs (the length prefix keeps
+  names holding ':' apart, see `scripts.name_field`);
 - `{T}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`).
 
 One prefix per topic. Every key carries the prefix's hash tag, so on a Redis Cluster they all
@@ -106,8 +107,7 @@ class RedisSequenceTracker(SequenceTracker):
             seg_label=segments["label"].astype(np.int8),
             new_gaps=[(int(k), int(lo), int(hi)) for k, lo, hi in gaps.tolist()],
             abandoned=int(reply[2]),
-            start_sessions=np.frombuffer(reply[3], "<i8").astype(np.int64),
-            reset_sessions=np.frombuffer(reply[4], "<i8").astype(np.int64),
+            run_sessions=np.frombuffer(reply[3], "<i8").astype(np.int64),
         )
 
     def open_gaps(self) -> list[Gap]:
