@@ -44,7 +44,7 @@ from k2lib.resilience import (
 )
 from k2lib.storage.table import held_mask
 from k2lib.storage.writer import CommitResult
-from k2lib.wire.schema import TradeBatch
+from k2lib.wire.schema import UNNAMED_SESSION, TradeBatch
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -162,7 +162,8 @@ class ResilientStages(Stages):
         # names each record's session, part of the key the deduplicator checks.
         classified = self._classify(batch, count=True)
         if classified is None:
-            self._defer(batch, tiers)  # Redis unusable: defer rather than store unchecked
+            # Redis unusable: defer rather than store unchecked, its session not yet named.
+            self._defer(batch.with_session(np.full(len(batch), UNNAMED_SESSION)), tiers)
             self.deferred_for_redis += len(batch)
             return TradeBatch.empty()
         batch = classified
@@ -344,9 +345,11 @@ class ResilientStages(Stages):
         out: list[TradeBatch] = []
         for token, table in self.spill.drain(BACKFILL_ROWS_PER_POLL):
             batch = TradeBatch.from_arrow(table)  # keeps its Kafka partition and offset
-            # Classified on arrival unless Redis was down then; replaying is harmless.
-            replayed = self._classify(batch, count=False)
-            checked = None if replayed is None else self._dedup_batch(replayed)
+            # Classified on arrival (replaying it is harmless), unless Redis was down then:
+            # such a file's records are classified now, and get their sessions.
+            first_sighting = bool(np.any(batch.session == UNNAMED_SESSION))
+            named = self._classify(batch, count=first_sighting)
+            checked = None if named is None else self._dedup_batch(named)
             if checked is None:
                 self.spill.release(token)
                 break

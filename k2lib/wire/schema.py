@@ -9,7 +9,8 @@ A record is `exchange, symbol, seq, exch_ts, recv_ts, price, qty, side`:
 - `session` says which of a symbol's sequence sessions the seq belongs to: 0 for the first,
   then the `exch_ts` of the record that began each later one. It never travels on the wire:
   the sequence tracker assigns it at ingest when it sees a reset
-  (`k2lib.ingestion.sequence`), and a trade is `(exchange, symbol, session, seq)`.
+  (`k2lib.ingestion.sequence`), and a trade is `(exchange, symbol, session, seq)`. A record
+  deferred before the tracker saw it (Redis was down) waits in the spill as `UNNAMED_SESSION`.
 
 `TradeBatch` carries a batch as NumPy columns; the hot paths never build per-record objects.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "SCALE",
     "SCHEMA_VERSION",
     "SIDE_NAMES",
+    "UNNAMED_SESSION",
     "Trade",
     "TradeBatch",
     "conform",
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+UNNAMED_SESSION = -1
 DECIMAL_PLACES = 8
 SCALE = 10**DECIMAL_PLACES
 MAX_DECIMAL_INT = 10**18 - 1  # decimal(18, 8) holds 18 digits

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from pyiceberg.catalog.sql import SqlCatalog
 
 from k2lib.clock import ManualClock
-from k2lib.errors import CommitFencedError
+from k2lib.errors import CommitFencedError, ServiceError
 from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig
 from k2lib.ingestion.pipeline import IngestConfig, IngestPipeline
 from k2lib.ingestion.resilient import ResilientStages
@@ -294,6 +294,40 @@ def test_late_copies_of_a_longer_previous_session_are_dropped(tmp_path: Path) ->
     proc.drain()
     assert_exact(proc.table, 8000)
     assert not redis.tracker.open_gaps()
+
+
+class FlakyTracker(MemorySequenceTracker):
+    """The tracker's Redis, unreachable while `down`."""
+
+    down = False
+
+    def _apply(self, plan):
+        if self.down:
+            raise ServiceError("Redis sequence tracker: connection refused")
+        return super()._apply(plan)
+
+
+def test_records_deferred_while_redis_was_down_get_their_session_when_backfilled(
+    tmp_path: Path,
+) -> None:
+    redis = Redis()
+    redis.tracker = tracker = FlakyTracker()
+    source = ListSource(TOPIC, 1)
+    proc = Process(tmp_path, source, redis, interval=0.0)
+    later = T0 + 120_000_000
+    source.publish(0, trades(list(range(1, 2001))))
+    proc.drain()
+    tracker.down = True  # the new session arrives while the tracker cannot see it
+    source.publish(0, trades(list(range(1, 1001)), t0=later))
+    proc.pipeline.step()
+    assert proc.pipeline.stages.deferred_for_redis == 1000
+    tracker.down = False
+    source.publish(0, trades(list(range(1001, 1501)), t0=later))
+    proc.drain()
+    assert_exact(proc.table, 3500)
+    sessions = Counter(stored_rows(proc.table).column("session").to_pylist())
+    assert sessions == {0: 2000, later + 1: 1500}
+    assert tracker.summary()["reset"] == 1 and not tracker.open_gaps()
 
 
 def test_dlq_not_confirmed_means_no_commit(tmp_path: Path) -> None:
