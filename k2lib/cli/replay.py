@@ -26,7 +26,10 @@ __all__ = ["command"]
 @click.option(
     "--faults",
     metavar="SPEC",
-    help="Inject faults, e.g. dup=0.01,gap=0.001,reorder=0.01,poison=0.001",
+    help=(
+        "Inject faults, e.g. dup=0.01,gap=0.001,reorder=0.01,poison=0.001,reset=0.0001 "
+        "(reset: the symbol restarts at seq 1, a new session)"
+    ),
 )
 @click.option(
     "--seed",

@@ -9,13 +9,20 @@ Spec: `dup=0.01,gap=0.001,reorder=0.01,poison=0.001` (probabilities per record).
 - `reorder`: the record swaps places with the next record of the same key in the chunk.
 - `poison`: a malformed message is inserted (garbage, truncated, or a record that breaks
   a rule), keyed like its neighbour.
+- `reset`: the venue restarts the record's key at seq 1 here, as a new session: this and
+  every later record of the key are renumbered from 1 and timed `RESET_QUIET_US` later (per
+  reset). A key resets only after `RESET_AFTER` records of its session, so the new numbers
+  fall more than the tracker's default `reset_jump` below the old (its rule, with the quiet
+  period, sees the reset). The reset record itself is never dropped, and no reorder swaps
+  records of two sessions. The truth lists the gaps of each key's last session: the tracker
+  abandons an earlier session's gaps.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,9 @@ from k2lib.wire.schema import TradeBatch
 
 __all__ = ["FaultInjector", "FaultSpec", "FaultTruth"]
 
-KINDS = ("dup", "gap", "reorder", "poison")
+KINDS = ("dup", "gap", "reorder", "poison", "reset")
+RESET_AFTER = 1_100  # records of a session before its key may reset (reset_jump is 1,000)
+RESET_QUIET_US = 120_000_000  # exchange-clock pause before a new session (the rule: 60 s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +45,7 @@ class FaultSpec:
     gap: float = 0.0
     reorder: float = 0.0
     poison: float = 0.0
+    reset: float = 0.0
 
     @classmethod
     def parse(cls, text: str | None) -> FaultSpec:
@@ -58,7 +68,7 @@ class FaultSpec:
 
     @property
     def active(self) -> bool:
-        return any((self.dup, self.gap, self.reorder, self.poison))
+        return any((self.dup, self.gap, self.reorder, self.poison, self.reset))
 
 
 @dataclass
@@ -72,6 +82,7 @@ class FaultTruth:
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     reordered: int = 0
     poison: int = 0
+    resets: int = 0
     records: int = 0  # unique valid records published
     messages: int = 0  # everything published
 
@@ -100,6 +111,7 @@ class FaultTruth:
             "gap_records": sum(g["last"] - g["first"] + 1 for g in gaps),
             "reordered": self.reordered,
             "poison": self.poison,
+            "resets": self.resets,
         }
 
     def write(self, path: Path) -> None:
@@ -117,6 +129,22 @@ def _ranges(values: list[int]) -> list[tuple[int, int]]:
     return ranges
 
 
+@dataclass
+class _Session:
+    """One key's current session: how to renumber and retime its records."""
+
+    number: int = 0
+    count: int = 0
+    base: int = 0
+    shift_us: int = 0
+
+    def restart(self, seq: int) -> None:
+        self.number += 1
+        self.count = 0
+        self.base = seq - 1
+        self.shift_us += RESET_QUIET_US
+
+
 class FaultInjector:
     """Turns a TradeBatch into the (key, value) messages to publish, faults included."""
 
@@ -124,23 +152,32 @@ class FaultInjector:
         self.spec = spec
         self.rng = np.random.default_rng(seed)
         self.truth = FaultTruth(spec=spec, seed=seed)
+        self._sessions: dict[str, _Session] = {}
 
     def apply(self, batch: TradeBatch) -> tuple[list[bytes], list[bytes]]:
         """-> (keys, values) in publish order."""
         n = len(batch)
         rng, spec = self.rng, self.spec
-        keep = rng.random(n) >= spec.gap if spec.gap else np.ones(n, bool)
         codes, pairs = batch.key_codes()
         names = [f"{e}:{s}" for e, s in pairs]
-        for i in np.flatnonzero(~keep):
+        keep = rng.random(n) >= spec.gap if spec.gap else np.ones(n, bool)
+        session = np.zeros(n, np.int64)
+        if spec.reset:
+            batch, session, starts = self._reset(batch, codes, names)
+            keep[starts] = True
+        last = np.zeros(len(names), np.int64)
+        np.maximum.at(last, codes, session)
+        current = session == last[codes]  # records of each key's last session so far
+        for i in np.flatnonzero(~keep & current):
             self.truth.dropped[names[codes[i]]].append(int(batch.seq[i]))
         order = np.flatnonzero(keep)
         if spec.reorder and order.size:
-            order = self._reorder(order, codes)
+            order = self._reorder(order, codes * (int(session.max()) + 1) + session)
         kept = batch.take(order)
         kept_codes = codes[order]
-        for c in np.unique(kept_codes):
-            top = int(kept.seq[kept_codes == c].max())
+        kept_current = current[order]
+        for c in np.unique(kept_codes[kept_current]):
+            top = int(kept.seq[(kept_codes == c) & kept_current].max())
             key = names[c]
             self.truth.max_delivered[key] = max(self.truth.max_delivered.get(key, -1), top)
         values = encode_batch(kept)
@@ -153,6 +190,31 @@ class FaultInjector:
             self._poison(keys, values)
         self.truth.messages += len(values)
         return keys, values
+
+    def _reset(
+        self, batch: TradeBatch, codes: np.ndarray, names: list[str]
+    ) -> tuple[TradeBatch, np.ndarray, np.ndarray]:
+        """Renumber keys that restart -> (the batch, each record's session number, the
+        indices of the records that begin a session)."""
+        seq, ts = batch.seq.copy(), batch.exch_ts.copy()
+        session = np.zeros(len(batch), np.int64)
+        starts: list[int] = []
+        draws = self.rng.random(len(batch))
+        for i, c in enumerate(codes.tolist()):
+            state = self._sessions.setdefault(names[c], _Session())
+            if state.count >= RESET_AFTER and draws[i] < self.spec.reset:
+                state.restart(int(seq[i]))
+                self.truth.resets += 1
+                # What the tracker can still report is the new session's.
+                self.truth.dropped.pop(names[c], None)
+                self.truth.max_delivered.pop(names[c], None)
+                starts.append(i)
+            state.count += 1
+            seq[i] -= state.base
+            ts[i] += state.shift_us
+            session[i] = state.number
+        renumbered = replace(batch, seq=seq, exch_ts=ts)
+        return renumbered, session, np.asarray(starts, np.int64)
 
     def _reorder(self, order: np.ndarray, codes: np.ndarray) -> np.ndarray:
         order = order.copy()

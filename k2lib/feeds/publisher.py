@@ -130,6 +130,7 @@ def replay(
             "dropped": sum(len(v) for v in truth.dropped.values()),
             "reordered": truth.reordered,
             "poison": truth.poison,
+            "resets": truth.resets,
         },
         "truth": str(truth_path) if truth_path else None,
         "elapsed_s": round(elapsed, 3),

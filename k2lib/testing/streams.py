@@ -9,7 +9,7 @@ session starts far below the previous one after a quiet period, so that `Sequenc
 reset rule (with the `reset_jump` and `reset_quiet_us` given here) sees it. With `reuse_seqs`
 every session of a key numbers from the same start, as an exchange that restarts its
 sequence does: the sessions' seqs overlap, and only the session tells their trades apart.
-`late_copies` sends some records of the previous session again after the last one began (a
+`late_copies` sends some records of earlier sessions again after the last one began (a
 feed re-sent, a slow retransmit): duplicates of a session that is over.
 The truth is computed from what was delivered, exactly as the tracker promises to report it.
 """
@@ -40,7 +40,7 @@ class FaultyStreamSpec:
     partitions: int = 2
     reuse_seqs: bool = False
     late_copies: float = 0.0
-    """Per record of the session before the last: sent once more after the last began."""
+    """Per record of an earlier session: sent once more after the key's last one began."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +110,7 @@ def faulty_stream(rng: random.Random, spec: FaultyStreamSpec) -> tuple[TradeBatc
                 delivered.extend(played)
         truth_resets += max(0, len(sessions) - 1)
         if spec.late_copies and len(sessions) > 1:
-            # Of the session before the last: the tracker remembers one session back.
-            copies = [r for r in sessions[-2] if rng.random() < spec.late_copies]
+            copies = [r for p in sessions[:-1] for r in p if rng.random() < spec.late_copies]
             truth_dup += len(copies)
             delivered.extend(copies)
         for j, played in enumerate(sessions):

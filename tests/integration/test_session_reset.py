@@ -65,3 +65,28 @@ def test_a_sequence_reset_stores_the_new_session_and_no_copy(
     assert len(keys) == len(set(keys)) == OLD + NEW, second
     assert second["written"] == 0 and second["state"]["rebuilds"] == 1, second
     assert json.loads(run_k2("gaps", "--format", "json", env=k2_env).stdout) == []
+
+
+def test_a_faulty_feed_with_resets_is_stored_exactly_and_its_gaps_are_the_truth(
+    k2_settings: K2Settings, k2_env: dict[str, str], tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "truth.json"
+    faults = "reset=0.0008,dup=0.01,gap=0.002,reorder=0.01,poison=0.001"
+    feed = ("replay", "synthetic", "--limit", "30000", "--symbols", "3", "--seed", "11")
+    run_k2(*feed, "--faults", faults, "--truth", str(truth_path), env=k2_env)
+    truth = json.loads(truth_path.read_text())
+    assert truth["resets"] >= 2, truth
+    first = ingest(k2_env)
+    keys = stored_keys(k2_settings)
+    assert len(keys) == len(set(keys)) == truth["unique_records"], first
+    assert first["sequence"]["reset"] == truth["resets"], first
+    assert first["dlq"] == truth["poison"], first
+    gaps = json.loads(run_k2("gaps", "--format", "json", env=k2_env).stdout)
+    want = [(g["exchange"], g["symbol"], g["first"], g["last"]) for g in truth["gaps"]]
+    assert [(g["exchange"], g["symbol"], g["first"], g["last"]) for g in gaps] == want
+
+    assert wipe_redis_state(k2_settings) > 0
+    run_k2(*feed, "--faults", faults, env=k2_env)
+    second = ingest(k2_env)
+    assert second["written"] == 0, second
+    assert len(stored_keys(k2_settings)) == truth["unique_records"]

@@ -16,13 +16,14 @@ if TYPE_CHECKING:
 __all__ = ["KeyOutcome", "KeyState", "classify_key", "is_reset"]
 
 IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = range(6)
+MAX_HISTORY = 15  # earlier sessions a key remembers, to place its late records
 
 
 @dataclass(slots=True)
 class KeyState:
-    """One key's session (`session`: 0, or the exch_ts of the RESET that began it). Records
-    timed before `bound` (halfway through the quiet before that RESET) belong to the
-    `previous` session. `gaps` holds `[first, last, origin]`, sorted and disjoint.
+    """One key's session (`session`: 0, or the exch_ts of the RESET that began it) and the
+    sessions before it (`past`, oldest first, at most `MAX_HISTORY`). `gaps` holds
+    `[first, last, origin]`, sorted and disjoint.
 
     `origin` is 0 for a gap recorded by an earlier batch. Within a batch, a hole opened by the
     GAP record of run r has origin r, and a hole left below `first` has origin -r.
@@ -32,8 +33,7 @@ class KeyState:
     last: int
     ts: int
     session: int = 0
-    previous: int = 0
-    bound: int = 0
+    past: list[int] = field(default_factory=list)
     gaps: list[list[int]] = field(default_factory=list)
 
 
@@ -111,8 +111,10 @@ def classify_key(
             segments.append([b - a + 1, IN_ORDER])
             sessions.append(state.session)
             continue
-        if given < 0 and state.session > 0 and ta < state.bound:
-            given = state.previous  # timed before the reset: the previous session's
+        half = max(1, config.reset_quiet_us // 2)
+        if given < 0 and state.session > 0 and ta < state.session - half:
+            # Timed before the quiet that began this session: a late record of an earlier one.
+            given = next((p for p in reversed(state.past) if ta >= p - half), 0)
         if 0 <= given < state.session:  # rows of a session already over: the state stays
             segments.append([b - a + 1, DUPLICATE])
             sessions.append(given)
@@ -125,14 +127,8 @@ def classify_key(
                 if origin != 0:  # found in this batch: still reported, its GAP keeps its label
                     reported.append((g_lo, g_hi))
                     alive.add(origin)
-            state = KeyState(
-                first=a,
-                last=b,
-                ts=tb,
-                session=session,
-                previous=state.session,
-                bound=(state.ts + ta) // 2,
-            )
+            past = [*state.past, state.session][-MAX_HISTORY:]
+            state = KeyState(first=a, last=b, ts=tb, session=session, past=past)
             segments.append([1, RESET])
             if b > a:
                 segments.append([b - a, IN_ORDER])

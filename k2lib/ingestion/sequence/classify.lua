@@ -8,15 +8,17 @@
 -- ARGV[3]   config, <i8 x4: reset_jump, reset_quiet_us, session_length_us, session_offset_us
 -- ARGV[4]   prefix of the state keys; ARGV[5] the batch's keys, "len:exchange:symbol\n" each
 --           (scripts.name_field). Their state strings, ARGV[4] .. name, hold <i8 first, last,
---           last_ts, session, previous session, bound, then gap pairs. A string of the
---           layout before sessions (24 + 16k bytes, not 48 + 16k) has session 0.
+--           last_ts, session, h, the h sessions before it (oldest first), a zero word if
+--           5 + h is odd, then gap pairs. A string of the layout before sessions
+--           (24 + 16k bytes; every other is a multiple of 16) has session 0.
 --           (Names travel in one string: per-key arguments cost more to send than the
 --           work.) Every key here shares KEYS[1]'s hash tag: one cluster slot.
 --
--- Sessions: 0 first; a RESET begins session max(its exch_ts, session + 1), and sets `bound`
--- halfway between the old session's last_ts and the RESET's exch_ts (the reset rule leaves a
--- quiet period there). A run timed before `bound` belongs to the previous session, which is
--- no longer tracked: its records are labelled DUPLICATE in it, and the state stays.
+-- Sessions: 0 first; a RESET begins session max(its exch_ts, session + 1). The reset rule
+-- leaves a quiet period before a session, so a run timed more than half of it before the
+-- session began is a late record of an earlier one: of the newest earlier session that
+-- began before it (the last MAX_HISTORY are kept; before them, session 0). Those sessions
+-- are no longer tracked: its records are labelled DUPLICATE in theirs, and the state stays.
 --
 -- Returns {segments (<i4 length, i1 label ...), new gaps (<i4 key, <i8 first, last ...),
 -- abandoned seqs, the session of each run (<i8, in run order)}. Numbers are Lua doubles:
@@ -24,7 +26,9 @@
 
 local IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = 0, 1, 2, 3, 4, 5
 local CHUNK = 4000 -- unpack() stays well under Lua's C stack limit
+local MAX_HISTORY = 15
 local jump, quiet, slen, soff = struct.unpack('<i8i8i8i8', ARGV[3])
+local half = math.max(1, math.floor(quiet / 2))
 
 -- 1. Read every key's state.
 local names = {}
@@ -59,15 +63,18 @@ local runs, rpk, rpos = ARGV[1], ARGV[2], 1
 for ki = 1, nkeys do
   local nr = struct.unpack('<i4', rpk, (ki - 1) * 4 + 1)
   local st = states[ki]
-  local have, first, last, ts, sess, prev, bound = false, 0, 0, 0, 0, 0, 0
+  local have, first, last, ts, sess = false, 0, 0, 0, 0
+  local past = {}
   local glo, ghi, gorg = {}, {}, {}
   if st then
     have = true
     local head = 24
     first, last, ts = struct.unpack('<i8i8i8', st)
     if (#st - 24) % 16 ~= 0 then
-      head = 48
-      sess, prev, bound = struct.unpack('<i8i8i8', st, 25)
+      local h
+      sess, h = struct.unpack('<i8i8', st, 25)
+      for j = 1, h do past[j] = struct.unpack('<i8', st, 41 + (j - 1) * 8) end
+      head = (5 + h + (5 + h) % 2) * 8
     end
     for g = 1, (#st - head) / 16 do
       glo[g], ghi[g] = struct.unpack('<i8i8', st, head + 1 + (g - 1) * 16)
@@ -117,9 +124,11 @@ for ki = 1, nkeys do
     local reset, older, mine = false, false, sess
     if have and given >= 0 then
       reset, older = given > sess, given < sess
-    elseif have and sess > 0 and ta < bound then
-      older = true
-      given = prev
+    elseif have and sess > 0 and ta < sess - half then
+      older, given = true, 0
+      for j = #past, 1, -1 do
+        if ta >= past[j] - half then given = past[j]; break end
+      end
     elseif have then
       reset = (last - a > jump and ta - ts > quiet)
         or (slen > 0 and a <= last and session(ta) > session(ts))
@@ -133,7 +142,8 @@ for ki = 1, nkeys do
       mine = given
       segment(b - a + 1, DUPLICATE) -- rows of a session already over: the state stays
     elseif reset then
-      prev, bound = sess, math.floor((ts + ta) / 2)
+      past[#past + 1] = sess
+      if #past > MAX_HISTORY then table.remove(past, 1) end
       if given >= 0 then sess = given else sess = math.max(ta, sess + 1) end
       mine = sess
       for g = 1, #glo do
@@ -178,7 +188,9 @@ for ki = 1, nkeys do
     run_sessions[#run_sessions + 1] = struct.pack('<i8', mine)
   end
 
-  local packed = {struct.pack('<i8i8i8i8i8i8', first, last, ts, sess, prev, bound)}
+  local packed = {struct.pack('<i8i8i8i8i8', first, last, ts, sess, #past)}
+  for j = 1, #past do packed[#packed + 1] = struct.pack('<i8', past[j]) end
+  if (5 + #past) % 2 == 1 then packed[#packed + 1] = struct.pack('<i8', 0) end
   for g = 1, #glo do
     if gorg[g] ~= 0 then
       new_gaps[#new_gaps + 1] = struct.pack('<i4i8i8', ki - 1, glo[g], ghi[g])

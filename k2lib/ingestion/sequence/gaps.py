@@ -23,11 +23,13 @@ STATE_FIELD = "k:"
 def parse_state(raw: bytes) -> tuple[int, int, int, list[tuple[int, int]]]:
     """A packed state string -> (first, last, last_ts, [(gap first, gap last), ...]).
 
-    The string holds first, last, last_ts, session, previous session, bound, then the gap
-    pairs; one written before sessions has only the first three (3 + 2k words, not 6 + 2k)."""
+    The string holds first, last, last_ts, session, h, h earlier sessions, a zero word if
+    5 + h is odd, then the gap pairs; one written before sessions has only the first three
+    (an odd number of words in all)."""
     values = np.frombuffer(raw, "<i8").tolist()
     first, last, last_ts = values[:3]
-    pairs = values[3:] if len(values) % 2 else values[6:]
+    head = 3 if len(values) % 2 else 5 + values[4] + (5 + values[4]) % 2
+    pairs = values[head:]
     return first, last, last_ts, list(zip(pairs[0::2], pairs[1::2], strict=True))
 
 

@@ -8,7 +8,7 @@ caller (through the Redis circuit breaker) may retry the same batch.
 Keys, under `T = scripts.tagged(prefix)` (prefix default `k2:seq:`), e.g. `k2:seq:{1a2b3c4d}`:
 
 - `{T}k:{len(exchange)}:{exchange}:{symbol}`: packed state, `<i8` first, last, last_ts,
-  session, previous session, bound (see `classify.lua`), gap pairs (the length prefix keeps
+  session, the earlier sessions (see `classify.lua`), gap pairs (the length prefix keeps
   names holding ':' apart, see `scripts.name_field`);
 - `{T}open-gaps`: the set of state keys that have open gaps (see `gaps.list_gaps`).
 
