@@ -8,7 +8,7 @@ level keeps everything whose number is <= its `max_realtime_tier` / `max_query_p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Any
@@ -78,17 +78,12 @@ class LevelActions:
         return priority <= self.max_query_priority
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "batch_size_factor": self.batch_size_factor,
-            "commit_interval_factor": self.commit_interval_factor,
-            "skip_optional_work": self.skip_optional_work,
-            "max_realtime_tier": self.max_realtime_tier,
-            "consume": self.consume,
-            "backfill_deferred": self.backfill_deferred,
+        """Every field (the priority by name, the sources sorted), and `historical_only`."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return values | {
             "max_query_priority": self.max_query_priority.name,
             "query_sources": sorted(self.query_sources),
             "historical_only": self.historical_only,
-            "query_retry_after_s": self.query_retry_after_s,
         }
 
 

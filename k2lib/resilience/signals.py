@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import psutil
@@ -85,12 +85,9 @@ class Signals:
     breakers: Mapping[str, BreakerState] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "lag_messages": self.lag_messages,
-            "consumed_messages": self.consumed_messages,
-            "batch_latency_s": self.batch_latency_s,
-            "rss_bytes": self.rss_bytes,
-            "breakers": {name: state.value for name, state in sorted(self.breakers.items())},
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return values | {
+            "breakers": {name: state.value for name, state in sorted(self.breakers.items())}
         }
 
 

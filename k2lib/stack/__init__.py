@@ -8,7 +8,7 @@ Redis's place and the catalog lives in a local PostgreSQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from k2lib.config import K2Settings, profile_path
@@ -48,13 +48,8 @@ class ServiceStatus:
     detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "healthy": self.healthy,
-            "endpoint": self.endpoint,
-            "managed": self.managed,
-            "pid": self.pid,
-            "detail": self.detail,
-        }
+        """Every field but the name (the key it is listed under)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
 
 
 class LocalStack:
