@@ -6,22 +6,22 @@ import ipaddress
 
 import click
 
+from k2lib.cli.options import defaulted
+
 __all__ = ["command"]
 
 
 @click.command("api")
-@click.option(
+@defaulted(
     "--host",
     default="127.0.0.1",
-    show_default=True,
     help="Address to bind. Loopback by default: the API has no authentication.",
 )
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default K2_API_PORT, 8042).")
-@click.option(
+@defaulted(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info"]),
     default="warning",
-    show_default=True,
 )
 def command(host: str, port: int | None, log_level: str) -> None:
     """Serve the query REST API (FastAPI on uvicorn) until interrupted.

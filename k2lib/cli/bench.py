@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from k2lib.cli.options import defaulted
 from k2lib.config import K2Settings
 from k2lib.connect import redis_client
 
@@ -68,9 +69,7 @@ def machine() -> dict[str, Any]:
 
 @click.command("bench")
 @click.argument("name", type=click.Choice(NAMES))
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True
-)
+@defaulted("--format", "fmt", type=click.Choice(["json", "table"]), default="json")
 @click.option(
     "--messages",
     type=click.IntRange(min=1_000),

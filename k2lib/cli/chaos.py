@@ -6,25 +6,24 @@ import json
 
 import click
 
+from k2lib.cli.options import defaulted
 from k2lib.config import K2Settings
 
 __all__ = ["command"]
 
 
 @click.command("chaos")
-@click.option(
+@defaulted(
     "--burst",
     "burst",
     type=click.IntRange(min=1000),
     default=250_000,
-    show_default=True,
     help="Records in the full-rate burst.",
 )
-@click.option(
+@defaulted(
     "--outage",
     type=click.FloatRange(min=0),
     default=8.0,
-    show_default=True,
     help="Seconds Redis stays down.",
 )
 @click.option(
@@ -34,11 +33,10 @@ __all__ = ["command"]
     type=click.Choice(["burst", "slow_commit", "redis_outage"]),
     help="Run only these scenarios (repeatable). Default: all three.",
 )
-@click.option(
+@defaulted(
     "--metrics-port",
     type=click.IntRange(min=0, max=65535),
     default=0,
-    show_default=True,
     help="Serve /metrics on 127.0.0.1:PORT during the run.",
 )
 def command(burst: int, outage: float, only: tuple[str, ...], metrics_port: int) -> None:

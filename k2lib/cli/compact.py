@@ -7,6 +7,7 @@ import json
 
 import click
 
+from k2lib.cli.options import defaulted
 from k2lib.config import K2Settings
 
 __all__ = ["command"]
@@ -19,18 +20,16 @@ __all__ = ["command"]
     default=None,
     help="Compact only this day partition (UTC, YYYY-MM-DD). Default: every day that qualifies.",
 )
-@click.option(
+@defaulted(
     "--min-files",
     type=click.IntRange(min=2),
     default=8,
-    show_default=True,
     help="Rewrite a day only once it holds at least this many small files.",
 )
-@click.option(
+@defaulted(
     "--target-mb",
     type=click.FloatRange(min=1, max=4096),
     default=128.0,
-    show_default=True,
     help="On-disk size of a rewritten file; files under 3/4 of it count as small.",
 )
 def command(day: dt.datetime | None, min_files: int, target_mb: float) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from k2lib.cli.options import table_or_json
+from k2lib.cli.options import defaulted, table_or_json
 from k2lib.cost import (
     DEFAULT_SCALES,
     REFERENCE_REGION,
@@ -61,14 +61,13 @@ def _measure(bench: Path) -> MeasuredInputs:
     multiple=True,
     help="Multiple of the baseline rate; repeat for several. Default: 1, 10, 100 and 1000.",
 )
-@click.option(
+@defaulted(
     "--messages-per-second",
     type=float,
     default=Workload().messages_per_second,
-    show_default=True,
     help="Baseline average rate (msg/s) that the scales multiply.",
 )
-@click.option("--region", default=REFERENCE_REGION, show_default=True, help="AWS price region.")
+@defaulted("--region", default=REFERENCE_REGION, help="AWS price region.")
 @table_or_json("Human table, or JSON {region, priced_on, baseline, projections, triggers}.")
 @click.option(
     "--write-doc",
@@ -81,11 +80,10 @@ def _measure(bench: Path) -> MeasuredInputs:
     help="Use this machine's bench/results.json and live table instead of the stated "
     "assumptions (the committed doc is always generated without it).",
 )
-@click.option(
+@defaulted(
     "--bench",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_BENCH_PATH,
-    show_default=True,
     help="`k2 bench` results read by --measured.",
 )
 def command(

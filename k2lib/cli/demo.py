@@ -6,16 +6,17 @@ from pathlib import Path
 
 import click
 
+from k2lib.cli.options import defaulted
+
 __all__ = ["command"]
 
 
 @click.command("demo")
-@click.option(
+@defaulted(
     "--out",
     "out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("reports/demo"),
-    show_default=True,
     help="Where the executed notebooks and the HTML report go.",
 )
 @click.option(

@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from k2lib.cli.options import defaulted
 from k2lib.config import K2Settings
 
 __all__ = ["command"]
@@ -23,18 +24,16 @@ __all__ = ["command"]
     "committed (a group member that owns only some partitions counts from ~11 s "
     "after its start, once dead members' partitions have moved).",
 )
-@click.option(
+@defaulted(
     "--commit-rows",
     type=click.IntRange(min=1),
     default=250_000,
-    show_default=True,
     help="Commit to Iceberg once this many records are buffered.",
 )
-@click.option(
+@defaulted(
     "--commit-interval",
     type=click.FloatRange(min=0.05),
     default=2.0,
-    show_default=True,
     help="...or once this many seconds have passed.",
 )
 @click.option(

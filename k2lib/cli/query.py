@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
+from k2lib.cli.options import defaulted
 from k2lib.errors import InconsistentSeamError, K2Error, QueryError
 from k2lib.query.spec import MAX_LIMIT, QUERY_SOURCES, check_name
 from k2lib.query.timeparse import TIME_FORMS_HELP, parse_time
@@ -81,20 +82,18 @@ class _Name(click.ParamType):
     help="Inclusive start, e.g. now-15m or 2024-05-01T12:00:00Z.",
 )
 @click.option("--end", type=_Time(), required=True, metavar="T", help="Exclusive end, e.g. now.")
-@click.option(
+@defaulted(
     "--source",
     type=click.Choice(QUERY_SOURCES),
     default="hybrid",
-    show_default=True,
     help="hybrid: Iceberg + Kafka tail at an exact seam; "
     "historical: Iceberg only; realtime: Kafka only.",
 )
-@click.option(
+@defaulted(
     "--format",
     "fmt",
     type=click.Choice(["json", "csv"]),
     default="json",
-    show_default=True,
     help="json: one {rows, provenance} object; csv: rows with "
     "a header (provenance goes to stderr).",
 )

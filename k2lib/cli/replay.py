@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from k2lib.cli.options import defaulted
 from k2lib.config import K2Settings
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
@@ -31,11 +32,10 @@ __all__ = ["command"]
         "(reset: the symbol restarts at seq 1, a new session)"
     ),
 )
-@click.option(
+@defaulted(
     "--seed",
     type=int,
     default=0,
-    show_default=True,
     help="Seed for fault injection and the synthetic feed.",
 )
 @click.option(
