@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.client import Pipeline
 
+from k2lib.bench.redis_rates import pipelined_rate, timing_fields
 from k2lib.bench.sequence import feed_batches, scratch_redis
 from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, RedisDedupStore
 from k2lib.ingestion.dedup.bloom import BloomFilter, RotatingBloom, classic_bloom_bytes
@@ -119,17 +121,12 @@ def _two_phase(
 
 
 def _baseline(client: redis.Redis, prefix: str, batches: list[TradeBatch]) -> float:
-    started = time.perf_counter()
-    done = 0
-    for batch in batches:
+    def queue(pipe: Pipeline, batch: TradeBatch) -> None:
         pairs = zip(batch.symbol.tolist(), batch.seq.tolist(), strict=True)
-        members = [b"%s:%d" % (symbol, seq) for symbol, seq in pairs]
-        pipe = client.pipeline(transaction=False)
-        for member in members:
-            pipe.sadd(f"{prefix}set", member)
-        pipe.execute()
-        done += len(batch)
-    return done / (time.perf_counter() - started)
+        for symbol, seq in pairs:
+            pipe.sadd(f"{prefix}set", b"%s:%d" % (symbol, seq))
+
+    return pipelined_rate(client, batches, queue)
 
 
 def run(
@@ -160,7 +157,6 @@ def run(
         share = batches[: max(1, int(len(batches) * BASELINE_SHARE))]
         baseline = _baseline(client, f"{prefix}base:", share)
     hashes = _hashes(batches)
-    ms = np.array(latencies) * 1e3
     return {
         "name": "dedup",
         "value": round(value, 1),
@@ -169,14 +165,9 @@ def run(
         "unit": "records/s",
         "baseline": round(baseline, 1),
         "baseline_label": "exact dedup with redis-py: one SADD per record, pipelined per batch",
-        "ratio": round(value / baseline, 2),
-        "records": total,
-        "batches": len(batches),
+        **timing_fields(value, baseline, batches, seconds, latencies),
         "batch_size": batch_size,
         "symbols": symbols,
-        "seconds": round(seconds, 3),
-        "p50_batch_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_batch_ms": round(float(np.percentile(ms, 99)), 2),
         "duplicates_dropped": totals.get("duplicates", 0),
         "duplicates_injected": total - records,
         "bloom_false_positives": totals.get("false_positives", 0),

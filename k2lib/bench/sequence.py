@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.client import Pipeline
 
+from k2lib.bench.redis_rates import pipelined_rate, timing_fields
 from k2lib.ingestion.sequence import SeqLabel
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.testing import MemorySequenceTracker
@@ -98,16 +100,13 @@ def scratch_redis(redis_url: str | redis.Redis, name: str) -> Iterator[tuple[red
 def _baseline(client: redis.Redis, prefix: str, batches: list[TradeBatch]) -> float:
     script = client.register_script(_PER_RECORD_LUA)
     script(keys=[f"{prefix}warmup"], args=[0])
-    started = time.perf_counter()
-    done = 0
-    for batch in batches:
+
+    def queue(pipe: Pipeline, batch: TradeBatch) -> None:
         keys = [f"{prefix}{s}" for s in batch.symbol.tolist()]
-        pipe = client.pipeline(transaction=False)
         for key, seq in zip(keys, batch.seq.tolist(), strict=True):
             script(keys=[key], args=[seq], client=pipe)
-        pipe.execute()
-        done += len(batch)
-    return done / (time.perf_counter() - started)
+
+    return pipelined_rate(client, batches, queue)
 
 
 def run(
@@ -139,21 +138,15 @@ def run(
         for batch in share:
             memory.classify_batch(batch)
         memory_rate = sum(len(b) for b in share) / (time.perf_counter() - t)
-    ms = np.array(latencies) * 1e3
     return {
         "name": "sequence",
         "value": round(value, 1),
         "unit": "records/s",
         "baseline": round(baseline, 1),
         "baseline_label": "per-record EVALSHA of a single-record script, pipelined per batch",
-        "ratio": round(value / baseline, 2),
-        "records": records,
-        "batches": len(batches),
+        **timing_fields(value, baseline, batches, seconds, latencies),
         "batch_size": batch_size,
         "symbols": symbols,
-        "seconds": round(seconds, 3),
-        "p50_batch_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_batch_ms": round(float(np.percentile(ms, 99)), 2),
         "baseline_records": sum(len(b) for b in share),
         "memory_tracker_records_s": round(memory_rate, 1),
         "labels": {label.name.lower(): int(totals[label]) for label in SeqLabel},
