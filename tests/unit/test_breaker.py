@@ -46,6 +46,22 @@ def trip(breaker: CircuitBreaker) -> None:
     assert breaker.state is BreakerState.OPEN
 
 
+def tripped(**kw: Any) -> tuple[ManualClock, CircuitBreaker]:
+    """A breaker just tripped open, and the clock it reads."""
+    clock = ManualClock()
+    breaker = make(clock, **kw)
+    trip(breaker)
+    return clock, breaker
+
+
+def half_open() -> tuple[ManualClock, CircuitBreaker]:
+    """A tripped breaker whose open period has just run out."""
+    clock, breaker = tripped()
+    clock.advance(CFG.open_s)
+    assert breaker.state is BreakerState.HALF_OPEN
+    return clock, breaker
+
+
 def test_failure_rate_exactly_at_threshold_trips() -> None:
     breaker = make(ManualClock())
     for _ in range(5):
@@ -91,9 +107,8 @@ def test_sliding_window_forgets_old_failures() -> None:
 
 
 def test_open_fails_fast_without_calling_and_counts_rejections() -> None:
-    clock, registry = ManualClock(), new_registry()
-    breaker = make(clock, registry=registry)
-    trip(breaker)
+    registry = new_registry()
+    clock, breaker = tripped(registry=registry)
     called = []
     clock.advance(2.0)
     with pytest.raises(CircuitOpenError) as info:
@@ -108,11 +123,7 @@ def test_open_fails_fast_without_calling_and_counts_rejections() -> None:
 
 
 def test_half_open_admits_a_bounded_number_of_probes_then_closes() -> None:
-    clock = ManualClock()
-    breaker = make(clock)
-    trip(breaker)
-    clock.advance(CFG.open_s)
-    assert breaker.state is BreakerState.HALF_OPEN
+    _, breaker = half_open()
     assert breaker.allow() and breaker.allow()
     assert breaker.allow() is False  # only half_open_max_calls probes in flight
     breaker.record_success(0.1)
@@ -123,10 +134,7 @@ def test_half_open_admits_a_bounded_number_of_probes_then_closes() -> None:
 
 
 def test_half_open_probe_failure_reopens_with_backoff() -> None:
-    clock = ManualClock()
-    breaker = make(clock)
-    trip(breaker)
-    clock.advance(5.0)
+    _, breaker = half_open()
     with pytest.raises(Boom):
         breaker.call(fail)
     assert breaker.state is BreakerState.OPEN
@@ -134,10 +142,7 @@ def test_half_open_probe_failure_reopens_with_backoff() -> None:
 
 
 def test_half_open_max_wait_reopens_when_probes_hang() -> None:
-    clock = ManualClock()
-    breaker = make(clock)
-    trip(breaker)
-    clock.advance(5.0)
+    clock, breaker = half_open()
     assert breaker.allow()  # a probe that never reports back
     clock.advance(2.9)
     assert breaker.state is BreakerState.HALF_OPEN
@@ -147,18 +152,14 @@ def test_half_open_max_wait_reopens_when_probes_hang() -> None:
 
 
 def test_half_open_without_probes_waits_calmly() -> None:
-    clock = ManualClock()
-    breaker = make(clock)
-    trip(breaker)
+    clock, breaker = tripped()
     clock.advance(500.0)  # nobody called: no max-wait, no extra backoff
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.trips == 1
 
 
 def test_open_duration_backs_off_exponentially_capped_and_resets_on_close() -> None:
-    clock = ManualClock()
-    breaker = make(clock)
-    trip(breaker)
+    clock, breaker = tripped()
     durations = [breaker.retry_after_s()]
     for _ in range(4):
         clock.advance(durations[-1])
@@ -206,9 +207,8 @@ def test_listeners_see_state_changes_failures_and_successes() -> None:
         def failure(self, breaker: CircuitBreaker, exc: BaseException | None) -> None:
             self.events.append(("failure", type(exc).__name__))
 
-    clock, recorder = ManualClock(), Recorder()
-    breaker = make(clock, listeners=[recorder])
-    trip(breaker)
+    recorder = Recorder()
+    clock, breaker = tripped(listeners=[recorder])
     clock.advance(5.0)
     breaker.allow()
     breaker.record_success(2.0)  # slow probe: a failure with no exception
