@@ -1,4 +1,5 @@
-"""Helpers for tests that drive the real `k2` CLI."""
+"""Helpers tests share: the real `k2` CLI and its output, the table read back, the memory
+broker restarted, trade files written."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 
 def run_k2(
@@ -56,3 +60,29 @@ def after_kills(settings) -> list[str]:
     (docs/operations/brokers.md), so on an external broker the run reads alone, which the
     compare-and-set commit makes as safe."""
     return ["--alone"] if settings.kafka_external else []
+
+
+def write_parquet_trades(
+    path: Path,
+    symbol: str,
+    price: Any,
+    qty: Any,
+    *,
+    seq: Sequence[int] | None = None,
+    ts: Sequence[str] | None = None,
+) -> None:
+    """A Parquet file of binance `symbol` trades with these `price` and `qty` columns (lists
+    or Arrow arrays), seqs 0, 1, ... and one timestamp unless `seq` and `ts` are given."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(price)
+    columns = {
+        "exchange": ["binance"] * n,
+        "symbol": [symbol] * n,
+        "seq": list(seq if seq is not None else range(n)),
+        "ts": list(ts if ts is not None else ["2024-08-09T00:00:00+00:00"] * n),
+        "price": price,
+        "qty": qty,
+    }
+    pq.write_table(pa.table(columns), path)

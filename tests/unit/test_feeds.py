@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from k2lib.errors import ConfigError, SourceError
@@ -19,6 +18,7 @@ from k2lib.feeds.files import decimal_text
 from k2lib.feeds.synthetic import SyntheticConfig, SyntheticFeed
 from k2lib.wire.codec import decode_batch, encode_batch
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import write_parquet_trades
 
 pytestmark = [pytest.mark.unit]
 
@@ -58,18 +58,13 @@ def test_csv_missing_columns_is_a_clear_error(tmp_path: Path):
 
 def test_parquet_source(tmp_path: Path):
     path = tmp_path / "t.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "exchange": ["binance", "binance"],
-                "symbol": ["ETHUSDT", "ETHUSDT"],
-                "seq": [10, 11],
-                "ts": ["2024-08-09T00:00:00+00:00", "bad"],
-                "price": ["2600.5", "2600.6"],
-                "qty": ["1", "2"],
-            }
-        ),
+    write_parquet_trades(
         path,
+        "ETHUSDT",
+        ["2600.5", "2600.6"],
+        ["1", "2"],
+        seq=[10, 11],
+        ts=["2024-08-09T00:00:00+00:00", "bad"],
     )
     src = open_source(str(path))
     rows = all_rows(src)
@@ -309,19 +304,11 @@ def test_a_real_capture_with_corrupted_lines_replays_every_good_trade(
 def test_parquet_decimals_below_1e_6_round_trip_exactly(tmp_path: Path):
     prices = ["0.00000012", "0.00000001", "0.0000009", "61837.63000000", "9999999999.99999999"]
     path = tmp_path / "d.parquet"
-    n = len(prices)
-    pq.write_table(
-        pa.table(
-            {
-                "exchange": ["binance"] * n,
-                "symbol": ["SHIBUSDT"] * n,
-                "seq": list(range(n)),
-                "ts": ["2024-08-09T00:00:00+00:00"] * n,
-                "price": pa.array([Decimal(p) for p in prices], pa.decimal128(18, 8)),
-                "qty": pa.array([1e-7, 0.5, 1e-5, 2.0, 3.25], pa.float64()),
-            }
-        ),
+    write_parquet_trades(
         path,
+        "SHIBUSDT",
+        pa.array([Decimal(p) for p in prices], pa.decimal128(18, 8)),
+        pa.array([1e-7, 0.5, 1e-5, 2.0, 3.25], pa.float64()),
     )
     src = open_source(str(path))
     rows = all_rows(src)

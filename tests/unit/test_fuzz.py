@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import gzip
 import tempfile
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +19,8 @@ from k2lib.errors import K2Error
 from k2lib.feeds import open_source
 from k2lib.wire.codec import RECORD_SIZE, decode_batch, encode_batch
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import write_parquet_trades
+from tests.strategies import prices
 
 pytestmark = [pytest.mark.unit, pytest.mark.phase2]
 
@@ -161,33 +161,19 @@ def test_capture_reader_never_crashes(lines, tail):
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.decimals(
-            min_value=Decimal("0.00000001"),
-            max_value=Decimal("9999999999.99999999"),
-            places=8,
-            allow_nan=False,
-            allow_infinity=False,
-        ),
+        prices("9999999999.99999999"),
         min_size=1,
         max_size=20,
     )
 )
 def test_parquet_decimals_round_trip_exactly(values):
-    n = len(values)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.parquet"
-        pq.write_table(
-            pa.table(
-                {
-                    "exchange": ["binance"] * n,
-                    "symbol": ["BTCUSDT"] * n,
-                    "seq": list(range(n)),
-                    "ts": ["2024-08-09T00:00:00+00:00"] * n,
-                    "price": pa.array(values, pa.decimal128(18, 8)),
-                    "qty": pa.array(values, pa.decimal128(38, 10)),
-                }
-            ),
+        write_parquet_trades(
             path,
+            "BTCUSDT",
+            pa.array(values, pa.decimal128(18, 8)),
+            pa.array(values, pa.decimal128(38, 10)),
         )
         src = open_source(str(path))
         got = [t for b in src.batches(7) for t in b.trades()]

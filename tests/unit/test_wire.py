@@ -23,6 +23,7 @@ from k2lib.wire.codec import (
 from k2lib.wire.factorize import factorize, factorize_pair
 from k2lib.wire.partitioner import murmur2, partition_for
 from k2lib.wire.schema import Trade, TradeBatch, format_decimal, parse_decimal
+from tests.strategies import prices
 
 pytestmark = [pytest.mark.unit]
 
@@ -67,15 +68,7 @@ def test_parse_decimal_rejects_bad_input(text):
 
 
 @settings(deadline=None)
-@given(
-    st.decimals(
-        min_value=Decimal("0.00000001"),
-        max_value=Decimal("9999999999"),
-        places=8,
-        allow_nan=False,
-        allow_infinity=False,
-    )
-)
+@given(prices("9999999999"))
 def test_decimal_round_trips_through_wire_and_arrow(value):
     units = parse_decimal(format(value, "f"))
     assert Decimal(format_decimal(units)) == value
@@ -216,24 +209,17 @@ def test_murmur2_matches_kafka_java():
 
 
 def test_trade_value_object():
-    t = Trade(
-        exchange="binance",
-        symbol="BTCUSDT",
-        seq=1,
-        exch_ts=TS,
-        recv_ts=TS,
-        price=Decimal("1.5"),
-        qty=Decimal("2"),
-        side="sell",
-    )
-    b = TradeBatch.from_trades([t])
-    assert next(b.trades()) == Trade(
-        exchange="binance",
-        symbol="BTCUSDT",
-        seq=1,
-        exch_ts=TS,
-        recv_ts=TS,
-        price=Decimal("1.50000000"),
-        qty=Decimal("2.00000000"),
-        side="sell",
-    )
+    def trade(price: str, qty: str) -> Trade:
+        return Trade(
+            exchange="binance",
+            symbol="BTCUSDT",
+            seq=1,
+            exch_ts=TS,
+            recv_ts=TS,
+            price=Decimal(price),
+            qty=Decimal(qty),
+            side="sell",
+        )
+
+    b = TradeBatch.from_trades([trade("1.5", "2")])
+    assert next(b.trades()) == trade("1.50000000", "2.00000000")
