@@ -69,6 +69,20 @@ def feed(
     return levels
 
 
+RECOVERY_FROM_AGGRESSIVE = [
+    (L.AGGRESSIVE, L.GRACEFUL, "recover"),
+    (L.GRACEFUL, L.SOFT, "recover"),
+    (L.SOFT, L.NORMAL, "recover"),
+]
+
+
+def steps_after_first(
+    m: DegradationManager,
+) -> list[tuple[DegradationLevel, DegradationLevel, str]]:
+    """(from, to, reason) of every transition after the first."""
+    return [(t.from_level, t.to_level, t.reason) for t in m.transitions[1:]]
+
+
 def ramp(start: int, rate: float, seconds: float, every: float = 0.5) -> list[int]:
     """Lag readings moving at `rate` msg/s (negative: draining) for `seconds`."""
     steps = int(seconds / every)
@@ -143,12 +157,7 @@ def test_recovery_steps_down_one_level_per_dwell() -> None:
     for _ in range(40):  # 1 s per reading, lag gone
         clock.advance(1.0)
         levels.append(m.update(lag(0)))
-    changes = [(t.from_level, t.to_level, t.reason) for t in m.transitions[1:]]
-    assert changes == [
-        (L.AGGRESSIVE, L.GRACEFUL, "recover"),
-        (L.GRACEFUL, L.SOFT, "recover"),
-        (L.SOFT, L.NORMAL, "recover"),
-    ]
+    assert steps_after_first(m) == RECOVERY_FROM_AGGRESSIVE
     times = [t.at for t in m.transitions]
     assert [b - a for a, b in itertools.pairwise(times)] == [DWELL] * 3
     assert levels[-1] is L.NORMAL
@@ -407,12 +416,7 @@ def test_lag_holds_by_its_exit_then_recovers_one_step_per_dwell() -> None:
     held = feed(m, clock, ramp(700_000, -20_000, 19.5))
     assert set(held) == {L.AGGRESSIVE}
     feed(m, clock, ramp(300_000, -20_000, 60.0))  # down to 0, then caught up
-    steps = [(t.from_level, t.to_level, t.reason) for t in m.transitions[1:]]
-    assert steps == [
-        (L.AGGRESSIVE, L.GRACEFUL, "recover"),
-        (L.GRACEFUL, L.SOFT, "recover"),
-        (L.SOFT, L.NORMAL, "recover"),
-    ]
+    assert steps_after_first(m) == RECOVERY_FROM_AGGRESSIVE
     times = [t.at for t in m.transitions]
     assert all(b - a >= DWELL for a, b in itertools.pairwise(times))
 

@@ -144,12 +144,16 @@ def shared(source: ListSource) -> ListSource:
     return twin
 
 
-def assert_exact(table, expected: int) -> None:
+def assert_exact(table, expected: int, offsets: dict[int, int] | None = None) -> None:
+    """`expected` rows, none twice; and, when given, the Kafka `offsets` the latest snapshot
+    records."""
     table.refresh()
     keys = stored_keys(table)
     dups = [k for k, n in Counter(keys).items() if n > 1]
     assert not dups, f"stored twice: {dups[:5]}"
     assert len(keys) == expected
+    if offsets is not None:
+        assert latest_offsets(table).offsets == offsets
 
 
 def test_a_duplicate_polled_while_its_original_commits_is_dropped(tmp_path: Path) -> None:
@@ -163,8 +167,7 @@ def test_a_duplicate_polled_while_its_original_commits_is_dropped(tmp_path: Path
     assert proc.pipeline.step() == 2
     proc.gate.set()
     assert proc.pipeline.flush()
-    assert_exact(proc.table, 100)
-    assert latest_offsets(proc.table).offsets == {0: 102}
+    assert_exact(proc.table, 100, offsets={0: 102})
 
 
 def test_a_second_writer_on_the_same_partitions_is_fenced_and_rewinds(tmp_path: Path) -> None:
@@ -182,8 +185,7 @@ def test_a_second_writer_on_the_same_partitions_is_fenced_and_rewinds(tmp_path: 
     b.drain()
     a.drain()  # fenced by b this time
     assert a.pipeline.counts.rewinds == 1
-    assert_exact(a.table, 600 + 300)
-    assert latest_offsets(a.table).offsets == {0: 621, 1: 300}
+    assert_exact(a.table, 600 + 300, offsets={0: 621, 1: 300})
 
 
 def test_fenced_commit_appends_nothing(tmp_path: Path) -> None:
@@ -341,8 +343,7 @@ def test_dlq_not_confirmed_means_no_commit(tmp_path: Path) -> None:
     proc.dlq.fail_flush = False
     assert proc.pipeline.flush()
     assert [o for _, _, o in proc.dlq.sent] == [2]
-    assert_exact(proc.table, 3)
-    assert latest_offsets(proc.table).offsets == {0: 4}
+    assert_exact(proc.table, 3, offsets={0: 4})
 
 
 def test_every_snapshot_carries_every_partition(tmp_path: Path) -> None:
