@@ -17,6 +17,7 @@ from k2lib.demo.context import find_captures
 from k2lib.demo.stories.ingest import IngestionRun
 from k2lib.demo.stories.live import LiveResult
 from k2lib.monitoring import new_registry
+from tests.helpers import tier3_counts
 
 pytestmark = [pytest.mark.unit, pytest.mark.phase2]
 
@@ -66,12 +67,7 @@ def test_ingestion_run_compares_with_the_truth() -> None:
 
 
 def test_live_result_verdicts() -> None:
-    tiers = {
-        "shed": {"1": 0, "2": 0, "3": 5},
-        "deferred": {"1": 0, "2": 0, "3": 8},
-        "backfilled": {"1": 0, "2": 0, "3": 8},
-        "pending": 0,
-    }
+    tiers = tier3_counts(shed=5, deferred=8, backfilled=8)
     result = LiveResult(
         sent_unique=100,
         check={"rows": 100, "unique_keys": 100, "duplicate_rows": 0, "exactly_once": True},
@@ -89,7 +85,7 @@ def test_live_result_verdicts() -> None:
         "every deferred record (shed, or held while Redis was out) backfilled: yes",
         "back to NORMAL with an empty spill: yes",
     ]
-    unbalanced = {**tiers, "backfilled": {"1": 0, "2": 0, "3": 7}}
+    unbalanced = tier3_counts(shed=5, deferred=8, backfilled=7)
     assert not LiveResult(**{**result.__dict__, "tiers": unbalanced}).shedding_balanced
 
 

@@ -19,6 +19,7 @@ from k2lib.query.provenance import Provenance, QueryResult
 from k2lib.resilience import DegradationLevel, DegradationManager
 from k2lib.viz import charts, widgets
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import tier3_counts
 
 pytestmark = [pytest.mark.unit, pytest.mark.phase2]
 
@@ -157,13 +158,7 @@ def test_level_timeline_is_a_step_through_each_transition() -> None:
 
 
 def test_tier_figure_groups_stages_by_tier() -> None:
-    tiers = {
-        "shed": {"1": 0, "2": 0, "3": 7},
-        "deferred": {"1": 0, "2": 0, "3": 9},
-        "backfilled": {"1": 0, "2": 0, "3": 9},
-        "pending": 0,
-    }
-    fig = viz.tier_figure(tiers)
+    fig = viz.tier_figure(tier3_counts(shed=7, deferred=9, backfilled=9))
     assert names(fig) == ["shed", "deferred", "backfilled"]
     assert list(fig.data[1].y) == [0, 0, 9]
 
