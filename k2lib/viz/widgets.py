@@ -162,7 +162,43 @@ class ChaosControl(w.VBox):
             return line
 
 
-class QueryControl(w.VBox):
+class _FigureControl(w.VBox):
+    """Inputs above an Output: `_compute()` turns their values into a figure and a line,
+    recomputed whenever one changes; `_set` changes several with one recomputation."""
+
+    def __init__(self, inputs: Sequence[w.ValueWidget], rows: Sequence[w.Widget]) -> None:
+        self.output = w.Output()
+        self.figure: Any = None
+        self.line = ""
+        self._quiet = False
+        for control in inputs:
+            control.observe(lambda _c: self._refresh(), names="value")
+        super().__init__([*rows, self.output])
+        self._refresh()
+
+    def _compute(self) -> tuple[Any, str]:
+        raise NotImplementedError
+
+    def _refresh(self) -> None:
+        if self._quiet:
+            return
+        self.figure, self.line = self._compute()
+        show(self.output, self.line, self.figure)
+
+    def _set(self, values: Sequence[tuple[w.ValueWidget, Any]]) -> str:
+        """Give each input its value (None: leave it as it is), then recompute once."""
+        self._quiet = True
+        try:
+            for control, value in values:
+                if value is not None:
+                    control.value = value
+        finally:
+            self._quiet = False
+        self._refresh()
+        return self.line
+
+
+class QueryControl(_FigureControl):
     """Symbol, window (minutes) and source; `run(symbol, minutes, source)` returns the figure
     and the provenance line that the Output shows."""
 
@@ -180,40 +216,22 @@ class QueryControl(w.VBox):
             value=window, min=1, max=60, step=1, description="window (min)", continuous_update=False
         )
         self.source = w.ToggleButtons(options=list(sources), value=sources[0], description="source")
-        self.output = w.Output()
-        self.figure: Any = None
-        self.line = ""
-        self._quiet = False
-        for control in (self.symbol, self.window, self.source):
-            control.observe(lambda _c: self._refresh(), names="value")
-        super().__init__([w.HBox([self.symbol, self.window]), self.source, self.output])
-        self._refresh()
+        super().__init__(
+            (self.symbol, self.window, self.source),
+            (w.HBox([self.symbol, self.window]), self.source),
+        )
 
-    def _refresh(self) -> None:
-        if self._quiet:
-            return
-        self.figure, self.line = self.run(self.symbol.value, self.window.value, self.source.value)
-        show(self.output, self.line, self.figure)
+    def _compute(self) -> tuple[Any, str]:
+        return self.run(self.symbol.value, self.window.value, self.source.value)
 
     def update(
         self, *, symbol: str | None = None, window: int | None = None, source: str | None = None
     ) -> str:
         """Set any of the three (one query, not three) and return the provenance line."""
-        self._quiet = True
-        try:
-            if symbol is not None:
-                self.symbol.value = symbol
-            if window is not None:
-                self.window.value = window
-            if source is not None:
-                self.source.value = source
-        finally:
-            self._quiet = False
-        self._refresh()
-        return self.line
+        return self._set(((self.symbol, symbol), (self.window, window), (self.source, source)))
 
 
-class CostControl(w.VBox):
+class CostControl(_FigureControl):
     """Scale (1x-1000x, log) and retention sliders; `price(scale, days)` returns the figure
     and the line the Output shows."""
 
@@ -243,32 +261,13 @@ class CostControl(w.VBox):
             description="retention (d)",
             continuous_update=False,
         )
-        self.output = w.Output()
-        self.figure: Any = None
-        self.line = ""
-        self._quiet = False
-        for control in (self.scale, self.retention):
-            control.observe(lambda _c: self._refresh(), names="value")
-        super().__init__([w.HBox([self.scale, self.retention]), self.output])
-        self._refresh()
+        super().__init__((self.scale, self.retention), (w.HBox([self.scale, self.retention]),))
 
-    def _refresh(self) -> None:
-        if self._quiet:
-            return
-        self.figure, self.line = self.price(float(self.scale.value), int(self.retention.value))
-        show(self.output, self.line, self.figure)
+    def _compute(self) -> tuple[Any, str]:
+        return self.price(float(self.scale.value), int(self.retention.value))
 
     def update(self, *, scale: float | None = None, retention_days: int | None = None) -> str:
-        self._quiet = True
-        try:
-            if scale is not None:
-                self.scale.value = scale
-            if retention_days is not None:
-                self.retention.value = retention_days
-        finally:
-            self._quiet = False
-        self._refresh()
-        return self.line
+        return self._set(((self.scale, scale), (self.retention, retention_days)))
 
 
 class TimeTravelControl(w.VBox):
