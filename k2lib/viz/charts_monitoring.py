@@ -69,47 +69,19 @@ def metrics_figure(
         }
     )
     r = rates(counters, ("consumed", "written"))
+
+    def lines(row: int, name: str, x: pd.Series, y: pd.Series, **style: Any) -> None:
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", **style), row=row, col=1)
+
     for col in ("consumed", "written"):
-        fig.add_trace(
-            go.Scatter(x=r["t"], y=r[col], name=col, mode="lines", line={"color": COLORS[col]}),
-            row=1,
-            col=1,
-        )
-    fig.add_trace(
-        go.Scatter(
-            x=f["t"],
-            y=_series(f, "k2_consumer_lag_messages"),
-            name="lag",
-            mode="lines",
-            fill="tozeroy",
-            line={"color": "#636efa"},
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=f["t"],
-            y=_series(f, "k2_degradation_level"),
-            name="level",
-            mode="lines",
-            line={"shape": "hv", "color": "#d62728"},
-        ),
-        row=3,
-        col=1,
-    )
+        lines(1, col, r["t"], r[col], line={"color": COLORS[col]})
+    lag = _series(f, "k2_consumer_lag_messages")
+    lines(2, "lag", f["t"], lag, fill="tozeroy", line={"color": "#636efa"})
+    level = _series(f, "k2_degradation_level")
+    lines(3, "level", f["t"], level, line={"shape": "hv", "color": "#d62728"})
     for stage in ("shed", "deferred", "backfilled"):
-        fig.add_trace(
-            go.Scatter(
-                x=f["t"],
-                y=_series(f, f"k2_{stage}_records_total"),
-                name=stage,
-                mode="lines",
-                line={"color": STAGE_COLORS[stage]},
-            ),
-            row=4,
-            col=1,
-        )
+        total = _series(f, f"k2_{stage}_records_total")
+        lines(4, stage, f["t"], total, line={"color": STAGE_COLORS[stage]})
     for t, label in events:
         fig.add_vline(x=t, line_dash="dot", line_color="#888")
         fig.add_annotation(
