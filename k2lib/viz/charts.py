@@ -19,6 +19,7 @@ __all__ = [
     "dlq_figure",
     "faults_figure",
     "files_figure",
+    "layout",
     "pruning_figure",
     "rates",
     "snapshot_figure",
@@ -39,12 +40,22 @@ COLORS = {
 PARTITION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
+def layout(
+    fig: go.Figure,
+    title: str,
+    *,
+    height: int = 380,
+    margin: tuple[int, int, int, int] = (60, 30, 60, 50),
+    **extra: Any,
+) -> go.Figure:
+    """The look K2's figures share: the template, `title`, `height` and `margin` (left,
+    right, top, bottom), and any other `extra` layout properties."""
+    left, right, top, bottom = margin
     fig.update_layout(
         template=TEMPLATE,
         title=title,
-        height=extra.pop("height", 380),
-        margin={"l": 60, "r": 30, "t": 60, "b": 50},
+        height=height,
+        margin={"l": left, "r": right, "t": top, "b": bottom},
         **extra,
     )
     return fig
@@ -83,7 +94,7 @@ def throughput_figure(
                     line={"color": COLORS.get(col), "shape": "hv"},
                 )
             )
-    return _layout(fig, title, xaxis_title="seconds since start", yaxis_title="messages/s")
+    return layout(fig, title, xaxis_title="seconds since start", yaxis_title="messages/s")
 
 
 def faults_figure(
@@ -105,7 +116,7 @@ def faults_figure(
             go.Bar(name="found by K2", x=names, y=found, text=found, marker_color=COLORS["found"]),
         ]
     )
-    return _layout(fig, title, barmode="group", yaxis_title="count")
+    return layout(fig, title, barmode="group", yaxis_title="count")
 
 
 def dlq_figure(reasons: Mapping[str, int], title: str = "Dead-letter queue by reason") -> go.Figure:
@@ -119,7 +130,7 @@ def dlq_figure(reasons: Mapping[str, int], title: str = "Dead-letter queue by re
             marker_color=COLORS["bad"],
         )
     )
-    return _layout(fig, title, xaxis_title="messages", height=260, yaxis={"automargin": True})
+    return layout(fig, title, xaxis_title="messages", height=260, yaxis={"automargin": True})
 
 
 def capture_figure(
@@ -139,7 +150,7 @@ def capture_figure(
             marker_color=COLORS["iceberg"],
         )
     )
-    return _layout(fig, title, yaxis_title="rows", height=320)
+    return layout(fig, title, yaxis_title="rows", height=320)
 
 
 def snapshot_figure(
@@ -148,7 +159,7 @@ def snapshot_figure(
     """Per snapshot: the next offset of every partition (bars) and the table's rows (line)."""
     fig = go.Figure()
     if frame.empty:
-        return _layout(fig, title)
+        return layout(fig, title)
     labels = [f"#{n}" if pd.notna(n) else "?" for n in frame["n"]]
     partitions = sorted({p for offs in frame["kafka_offsets"] for p in offs})
     for i, p in enumerate(partitions):
@@ -174,7 +185,7 @@ def snapshot_figure(
             line={"color": "black"},
         )
     )
-    return _layout(
+    return layout(
         fig,
         title,
         barmode="group",
@@ -203,7 +214,7 @@ def files_figure(files: pd.DataFrame, title: str = "Data files: size and partiti
                 marker_color=PARTITION_COLORS[i % 6],
             )
         )
-    return _layout(fig, title, xaxis_title="data file", yaxis_title="KiB", height=340)
+    return layout(fig, title, xaxis_title="data file", yaxis_title="KiB", height=340)
 
 
 def pruning_figure(
@@ -212,4 +223,4 @@ def pruning_figure(
     x = ["all data files", f"{result['symbol']} on {result['day']}"]
     y = [result["files_total"], result["files_planned"]]
     fig = go.Figure(go.Bar(x=x, y=y, text=y, marker_color=[COLORS["injected"], COLORS["found"]]))
-    return _layout(fig, title, yaxis_title="files", height=300)
+    return layout(fig, title, yaxis_title="files", height=300)

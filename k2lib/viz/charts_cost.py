@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from k2lib.viz.charts import TEMPLATE
+from k2lib.viz.charts import layout
 
 __all__ = ["SERVICE_COLORS", "cost_figure", "scenario_figure", "triggers_figure"]
 
@@ -71,14 +71,7 @@ def cost_figure(
         col=2,
     )
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_layout(
-        template=TEMPLATE,
-        title=title,
-        barmode="stack",
-        height=430,
-        margin={"l": 60, "r": 30, "t": 80, "b": 50},
-    )
-    return fig
+    return layout(fig, title, height=430, margin=(60, 30, 80, 50), barmode="stack")
 
 
 def scenario_figure(by_service: Mapping[str, float], title: str) -> go.Figure:
@@ -97,15 +90,9 @@ def scenario_figure(by_service: Mapping[str, float], title: str) -> go.Figure:
             for service, usd in by_service.items()
         ]
     )
-    fig.update_layout(
-        template=TEMPLATE,
-        title=title,
-        barmode="stack",
-        height=220,
-        margin={"l": 80, "r": 30, "t": 60, "b": 40},
-        showlegend=False,
+    return layout(
+        fig, title, height=220, margin=(80, 30, 60, 40), barmode="stack", showlegend=False
     )
-    return fig
 
 
 def triggers_figure(
@@ -144,7 +131,4 @@ def triggers_figure(
         title="messages per second",
         range=[math.log10(low) - 0.3, math.log10(high) + 0.6],
     )
-    fig.update_layout(
-        template=TEMPLATE, title=title, height=320, margin={"l": 220, "r": 60, "t": 80, "b": 50}
-    )
-    return fig
+    return layout(fig, title, height=320, margin=(220, 60, 80, 50))

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from k2lib.resilience import DegradationLevel
-from k2lib.viz.charts import COLORS, TEMPLATE, rates
+from k2lib.viz.charts import COLORS, TEMPLATE, layout, rates
 
 __all__ = ["LEVEL_COLORS", "level_timeline_figure", "metrics_figure", "tier_figure"]
 
@@ -97,14 +97,7 @@ def metrics_figure(
         )
     fig.update_yaxes(LEVEL_TICKS, range=[-0.3, 4.3], row=3, col=1)
     fig.update_xaxes(title_text="seconds since the ingest started", row=4, col=1)
-    fig.update_layout(
-        template=TEMPLATE,
-        title=title,
-        height=760,
-        showlegend=True,
-        margin={"l": 110, "r": 30, "t": 80, "b": 50},
-    )
-    return fig
+    return layout(fig, title, height=760, margin=(110, 30, 80, 50), showlegend=True)
 
 
 def level_timeline_figure(
@@ -144,14 +137,13 @@ def level_timeline_figure(
         )
     )
     fig.update_yaxes(LEVEL_TICKS, range=[-0.4, 4.6])
-    fig.update_layout(
-        template=TEMPLATE,
-        title=title,
+    return layout(
+        fig,
+        title,
         height=360,
+        margin=(110, 30, 60, 50),
         xaxis={"title": "seconds since the ingest started", "range": [0, xs[-1] * 1.2 + 0.1]},
-        margin={"l": 110, "r": 30, "t": 60, "b": 50},
     )
-    return fig
 
 
 def tier_figure(
@@ -171,12 +163,4 @@ def tier_figure(
             for stage in ("shed", "deferred", "backfilled")
         ]
     )
-    fig.update_layout(
-        template=TEMPLATE,
-        title=title,
-        barmode="group",
-        height=340,
-        yaxis_title="records",
-        margin={"l": 60, "r": 30, "t": 60, "b": 50},
-    )
-    return fig
+    return layout(fig, title, height=340, barmode="group", yaxis_title="records")

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from k2lib.query.provenance import QueryResult
-from k2lib.viz.charts import COLORS, TEMPLATE
+from k2lib.viz.charts import COLORS, layout
 
 __all__ = ["MINUTE_US", "hybrid_figure"]
 
@@ -60,17 +60,17 @@ def hybrid_figure(
             annotation_position="top",
         )
     p = result.provenance
-    fig.update_layout(
-        template=TEMPLATE,
+    title = (
+        f"{symbol}, last {minutes} min, source={p.requested_source}: {len(result):,} "
+        f"rows, {p.duplicates_removed} duplicates removed, "
+        f"{p.latency_ms.get('total', 0.0):.0f} ms"
+        + (f" (1 in {stride} trades drawn)" if stride > 1 else "")
+    )
+    return layout(
+        fig,
+        title,
         height=420,
-        margin={"l": 60, "r": 30, "t": 80, "b": 50},
-        title=(
-            f"{symbol}, last {minutes} min, source={p.requested_source}: {len(result):,} "
-            f"rows, {p.duplicates_removed} duplicates removed, "
-            f"{p.latency_ms.get('total', 0.0):.0f} ms"
-            + (f" (1 in {stride} trades drawn)" if stride > 1 else "")
-        ),
+        margin=(60, 30, 80, 50),
         xaxis={"title": "minutes before now (the feed's anchor)", "range": [-minutes, 0]},
         yaxis_title="price",
     )
-    return fig

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from k2lib.viz.charts import TEMPLATE
+from k2lib.viz.charts import layout
 
 __all__ = ["LATENCY_TIERS", "LatencyTier", "architecture_figure", "tiers_figure"]
 
@@ -104,14 +104,13 @@ def tiers_figure() -> go.Figure:
         ticktext=[f"{t.name} {t.label}" for t in LATENCY_TIERS],
         range=[0.4, 3.4],
     )
-    fig.update_layout(
-        template=TEMPLATE,
+    return layout(
+        fig,
+        "Latency tiers: K2 is an L3 platform",
         height=360,
+        margin=(110, 30, 60, 50),
         showlegend=False,
-        title="Latency tiers: K2 is an L3 platform",
-        margin={"l": 110, "r": 30, "t": 60, "b": 50},
     )
-    return fig
 
 
 # name: (label, centre x, centre y, half width, colour): the data flow in ARCHITECTURE.md
@@ -213,10 +212,4 @@ def architecture_figure() -> go.Figure:
             )
     fig.update_xaxes(visible=False, range=[-0.5, 3.5])
     fig.update_yaxes(visible=False, range=[-0.6, 3.55])
-    fig.update_layout(
-        template=TEMPLATE,
-        height=540,
-        title="K2 architecture (data flow)",
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    return fig
+    return layout(fig, "K2 architecture (data flow)", height=540, margin=(10, 10, 50, 10))
