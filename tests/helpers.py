@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,35 @@ def run_k2(
 def last_json(stdout: str) -> dict:
     """The JSON summary a run prints as its last line of stdout."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def replay_with_truth(
+    tmp_path: Path, *args: str, env: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`k2 replay *args`, writing the ground truth of its faults under `tmp_path`: the run's
+    JSON summary, and that truth."""
+    path = tmp_path / "truth.json"
+    summary = last_json(run_k2("replay", *args, "--truth", str(path), env=env).stdout)
+    return summary, json.loads(path.read_text())
+
+
+def ingest_until_killed(
+    args: Sequence[str], env: dict[str, str], rng: random.Random, wait_s: tuple[float, float]
+) -> bool:
+    """Start `k2 ingest *args`, give it a random number of seconds in `wait_s`, and SIGKILL
+    it if it is still running then. Whether it was killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "k2lib.cli.main", "ingest", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(rng.uniform(*wait_s))
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return True
 
 
 def stored_keys(settings) -> list[tuple[str, str, int, int]]:

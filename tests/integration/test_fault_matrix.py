@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import json
 import os
 import shutil
 import subprocess
@@ -15,27 +14,20 @@ from pathlib import Path
 import pytest
 
 from k2lib.connect import load_k2_catalog
-from tests.helpers import last_json, restart_memory_broker, run_k2, stored_keys
+from tests.helpers import (
+    last_json,
+    replay_with_truth,
+    restart_memory_broker,
+    run_k2,
+    stored_keys,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.phase2]
 
 
 def test_poison_flood_of_ten_percent(k2_settings, k2_env, tmp_path: Path):
-    truth_file = tmp_path / "truth.json"
-    run_k2(
-        "replay",
-        "synthetic",
-        "--limit",
-        "30000",
-        "--faults",
-        "poison=0.1",
-        "--seed",
-        "3",
-        "--truth",
-        str(truth_file),
-        env=k2_env,
-    )
-    truth = json.loads(truth_file.read_text())
+    feed = ("synthetic", "--limit", "30000", "--faults", "poison=0.1", "--seed", "3")
+    _, truth = replay_with_truth(tmp_path, *feed, env=k2_env)
     assert truth["poison"] > 2500
     out = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
     assert out["dlq"] == truth["poison"]

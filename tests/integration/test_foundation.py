@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +15,14 @@ from confluent_kafka import Consumer, TopicPartition
 from k2lib.config import K2Settings
 from k2lib.connect import load_k2_catalog
 from k2lib.feeds import open_source
-from tests.helpers import after_kills, last_json, run_k2
+from tests.helpers import (
+    after_kills,
+    ingest_until_killed,
+    last_json,
+    replay_with_truth,
+    run_k2,
+    stored_keys,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,37 +31,16 @@ def read_table(settings: K2Settings):
     return load_k2_catalog(settings).load_table(settings.table).scan().to_arrow()
 
 
-def keys_of(table) -> Counter:
-    return Counter(
-        zip(
-            table.column("exchange").to_pylist(),
-            table.column("symbol").to_pylist(),
-            table.column("seq").to_pylist(),
-            strict=True,
-        )
-    )
+def keys_of(settings: K2Settings) -> Counter:
+    """How often each `(exchange, symbol, seq)` is stored."""
+    return Counter((exchange, symbol, seq) for exchange, symbol, _, seq in stored_keys(settings))
 
 
 def test_poison_goes_to_dlq_with_reason_and_valid_rows_are_all_stored(
     k2_settings, k2_env, tmp_path: Path
 ):
-    truth_path = tmp_path / "truth.json"
-    rep = last_json(
-        run_k2(
-            "replay",
-            "synthetic",
-            "--limit",
-            "20000",
-            "--faults",
-            "poison=0.02",
-            "--seed",
-            "5",
-            "--truth",
-            str(truth_path),
-            env=k2_env,
-        ).stdout
-    )
-    truth = json.loads(truth_path.read_text())
+    feed = ("synthetic", "--limit", "20000", "--faults", "poison=0.02", "--seed", "5")
+    rep, truth = replay_with_truth(tmp_path, *feed, env=k2_env)
     assert truth["poison"] > 100
     assert rep["published"] == 20000 + truth["poison"]
     summary = last_json(run_k2("ingest", "--until-idle", "2", "--plain", env=k2_env).stdout)
@@ -66,7 +48,7 @@ def test_poison_goes_to_dlq_with_reason_and_valid_rows_are_all_stored(
     assert summary["written"] == 20000
     table = read_table(k2_settings)
     assert table.num_rows == 20000
-    assert max(keys_of(table).values()) == 1
+    assert max(keys_of(k2_settings).values()) == 1
 
     consumer = Consumer(k2_settings.kafka_config(**{"group.id": "t", "enable.partition.eof": True}))
     consumer.assign([TopicPartition(k2_settings.dlq_topic, 0, 0)])
@@ -99,7 +81,7 @@ def test_real_binance_captures_are_stored_exactly(k2_settings, k2_env, binance_d
     assert rep["records"] == sum(expected.values())
     last_json(run_k2("ingest", "--until-idle", "2", "--plain", env=k2_env).stdout)
     table = read_table(k2_settings)
-    stored = keys_of(table)
+    stored = keys_of(k2_settings)
     assert set(stored) == expected_keys
     assert max(stored.values()) == 1
     per_venue = Counter(
@@ -120,37 +102,17 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(k2_settin
     assert rep["records"] == records
     rng = random.Random(42)
     kills = 0
+    ingest = ["--until-idle", "3", "--plain", "--commit-rows", "15000", "--commit-interval", "0.2"]
     for _ in range(6):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "k2lib.cli.main",
-                "ingest",
-                "--until-idle",
-                "3",
-                "--plain",
-                "--commit-rows",
-                "15000",
-                "--commit-interval",
-                "0.2",
-            ],
-            env={**__import__("os").environ, **k2_env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(rng.uniform(1.5, 4.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+        if ingest_until_killed(ingest, k2_env, rng, (1.5, 4.0)):
             kills += 1
-        proc.wait(timeout=30)
     assert kills >= 3
     final = run_k2(
         "ingest", "--until-idle", "3", "--plain", "-v", *after_kills(k2_settings), env=k2_env
     )
     last_json(final.stdout)
     table = read_table(k2_settings)
-    counts = keys_of(table)
+    counts = keys_of(k2_settings)
     assert table.num_rows == records, final.stdout[-2000:] + final.stderr[-6000:]
     assert len(counts) == records
     assert max(counts.values()) == 1

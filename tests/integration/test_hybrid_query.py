@@ -4,10 +4,7 @@ far behind, a broker that lost data, and `k2 query` itself."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,6 +33,7 @@ from k2lib.testing import (
 from k2lib.wire.codec import decode_batch
 from k2lib.wire.partitioner import partition_for
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import run_k2
 
 pytestmark = [pytest.mark.integration, pytest.mark.hybrid, pytest.mark.phase2]
 
@@ -182,7 +180,9 @@ def test_poison_in_the_tail_is_skipped_and_counted(seeded: tuple[K2Settings, Tra
     assert result.provenance.dlq_skipped == 1 and len(result) > 0
 
 
-def test_broker_behind_the_snapshot_is_reported(k2_settings: K2Settings) -> None:
+def test_broker_behind_the_snapshot_is_reported(
+    k2_settings: K2Settings, k2_env: dict[str, str]
+) -> None:
     # A restarted in-memory broker: the snapshot recorded offsets the topic never reached.
     settings = k2_settings
     batch = synthetic_trades(200, start_us=now_us() - 5 * MIN, span_us=5 * MIN, seed=3)
@@ -200,79 +200,30 @@ def test_broker_behind_the_snapshot_is_reported(k2_settings: K2Settings) -> None
         partial = engine.query(list(SYMBOLS), "now-10m", "now", allow_partial=True)
     assert partial.provenance.partial
     assert any("lost data" in w for w in partial.provenance.warnings)
-    env = {
-        **os.environ,
-        "K2_HOME": str(settings.home),
-        "K2_TOPIC": settings.topic,
-        "K2_TABLE": settings.table,
-    }
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "k2lib.cli.main",
-            "query",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            "now-10m",
-            "--end",
-            "now",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    query = ["query", "--symbol", "BTCUSDT", "--start", "now-10m", "--end", "now"]
+    cli = run_k2(*query, env=k2_env, check=False, timeout=120)
     assert cli.returncode == 3 and "inconsistent seam" in cli.stderr
     assert "Traceback" not in cli.stderr
 
 
-def test_k2_query_prints_rows_and_provenance(seeded: tuple[K2Settings, TradeBatch]) -> None:
+def test_k2_query_prints_rows_and_provenance(
+    seeded: tuple[K2Settings, TradeBatch], k2_env: dict[str, str]
+) -> None:
     settings, _ = seeded
     ingest_prefix(settings, load_k2_catalog(settings).load_table(settings.table), 0.5)
-    env = {
-        **os.environ,
-        "K2_HOME": str(settings.home),
-        "K2_TOPIC": settings.topic,
-        "K2_TABLE": settings.table,
-    }
-    base = [
-        sys.executable,
-        "-m",
-        "k2lib.cli.main",
-        "query",
-        "--symbol",
-        "ETHUSDT",
-        "--exchange",
-        "binance",
-        "--start",
-        "now-30m",
-        "--end",
-        "now",
-    ]
-    out = subprocess.run(base, env=env, capture_output=True, text=True, timeout=120)
+    base = ["query", "--symbol", "ETHUSDT", "--exchange", "binance", "--start", "now-30m"]
+    out = run_k2(*base, "--end", "now", env=k2_env, check=False, timeout=120)
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert set(body) == {"rows", "provenance"} and body["rows"]
     assert {r["source"] for r in body["rows"]} == {"iceberg", "kafka"}
     assert body["provenance"]["mode"] == "offset"
-    csv_out = subprocess.run(
-        [*base, "--format", "csv", "--source", "historical"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    csv_out = run_k2(
+        *base, "--end", "now", "--format", "csv", "--source", "historical", env=k2_env, timeout=120
     )
     lines = csv_out.stdout.splitlines()
     assert lines[0].startswith("exchange,symbol,seq,exch_ts") and len(lines) > 1
-    bad = subprocess.run(
-        [*base[:-4], "--start", "soon", "--end", "now"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_k2(*base[:-2], "--start", "soon", "--end", "now", env=k2_env, check=False, timeout=60)
     assert bad.returncode == 2 and "cannot read time 'soon'" in bad.stderr
     assert "Traceback" not in bad.stderr
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import after_kills, last_json, run_k2, stored_keys
+from tests.helpers import (
+    after_kills,
+    ingest_until_killed,
+    last_json,
+    replay_with_truth,
+    run_k2,
+    stored_keys,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
 
@@ -22,19 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phas
 def test_real_captures_with_injected_faults_gaps_and_dups_equal_truth(
     k2_settings, k2_env, binance_dir: Path, tmp_path: Path
 ):
-    truth_path = tmp_path / "truth.json"
-    run_k2(
-        "replay",
-        str(binance_dir),
-        "--faults",
-        "dup=0.01,gap=0.002,reorder=0.01",
-        "--seed",
-        "17",
-        "--truth",
-        str(truth_path),
-        env=k2_env,
+    faults = "dup=0.01,gap=0.002,reorder=0.01"
+    _, truth = replay_with_truth(
+        tmp_path, str(binance_dir), "--faults", faults, "--seed", "17", env=k2_env
     )
-    truth = json.loads(truth_path.read_text())
     out = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
     assert out["duplicates"] == truth["duplicates_total"] > 0
     assert out["gaps"] == truth["gap_count"] > 0
@@ -54,48 +47,16 @@ def test_real_captures_with_injected_faults_gaps_and_dups_equal_truth(
 def test_sigkill_twenty_times_with_faults_is_exactly_once_and_gaps_equal_truth(
     k2_settings, k2_env, tmp_path: Path
 ):
-    truth_path = tmp_path / "truth.json"
-    run_k2(
-        "replay",
-        "synthetic",
-        "--limit",
-        "200000",
-        "--faults",
-        "dup=0.01,gap=0.001,reorder=0.005,poison=0.001",
-        "--seed",
-        "23",
-        "--truth",
-        str(truth_path),
-        env=k2_env,
-    )
-    truth = json.loads(truth_path.read_text())
+    faults = "dup=0.01,gap=0.001,reorder=0.005,poison=0.001"
+    feed = ("synthetic", "--limit", "200000", "--faults", faults, "--seed", "23")
+    _, truth = replay_with_truth(tmp_path, *feed, env=k2_env)
     rng = random.Random(7)
+    ingest = ["--until-idle", "2", "--commit-rows", "5000", "--commit-interval", "0.2"]
     kills = 0
     while kills < 20:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "k2lib.cli.main",
-                "ingest",
-                "--until-idle",
-                "2",
-                "--commit-rows",
-                "5000",
-                "--commit-interval",
-                "0.2",
-            ],
-            env={**os.environ, **k2_env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(rng.uniform(1.2, 3.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-            proc.wait(timeout=30)
-        else:
+        if not ingest_until_killed(ingest, k2_env, rng, (1.2, 3.0)):
             break  # it finished everything before the kill: nothing left to interrupt
+        kills += 1
     final = last_json(
         run_k2("ingest", "--until-idle", "2", *after_kills(k2_settings), env=k2_env).stdout
     )
