@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -122,6 +123,29 @@ Limit = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class Serving:
+    """How a trades query is served: the source asked for, the row limit, the priority, and
+    whether a partial answer will do. One set of query parameters every trades endpoint takes."""
+
+    source: Source
+    limit: int | None
+    priority: Priority
+    allow_partial: bool
+
+
+def _serving(
+    source: Source = Source.hybrid,
+    limit: Limit = None,
+    priority: Priority = Priority.normal,
+    allow_partial: bool = False,
+) -> Serving:
+    return Serving(source, limit, priority, allow_partial)
+
+
+ServingParams = Annotated[Serving, Depends(_serving)]
+
+
 class _Metrics:
     def __init__(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
@@ -175,27 +199,22 @@ def create_app(
     )
 
     def run_query(
-        endpoint: str,
-        symbol: str,
-        exchange: str | None,
-        start: str,
-        end: str,
-        source: Source,
-        limit: int | None,
-        priority: Priority,
-        allow_partial: bool,
+        endpoint: str, symbol: str, exchange: str | None, start: str, end: str, serving: Serving
     ) -> Response:
         t0 = time.perf_counter()
-        status, served = 200, source.value
+        status, served = 200, serving.source.value
         try:
             reading = levels.current()
             decision = decide(
-                shedder, QueryPriority[priority.name.upper()], reading.level, source.value
+                shedder,
+                QueryPriority[serving.priority.name.upper()],
+                reading.level,
+                serving.source.value,
             )
             served = decision.source
             if not decision.admitted:
                 status = 503
-                metrics.rejected.labels(priority.value).inc()
+                metrics.rejected.labels(serving.priority.value).inc()
                 return _error(503, "overloaded", decision.reason, decision.retry_after_s)
             try:
                 result = engine.query(
@@ -204,8 +223,8 @@ def create_app(
                     end,
                     exchange=exchange,
                     source=served,
-                    limit=limit,
-                    allow_partial=allow_partial,
+                    limit=serving.limit,
+                    allow_partial=serving.allow_partial,
                 )
             except InconsistentSeamError as exc:
                 status = 409
@@ -219,7 +238,7 @@ def create_app(
             body = result.as_dict()
             if decision.warning:
                 prov = body["provenance"]
-                prov["requested_source"] = source.value
+                prov["requested_source"] = serving.source.value
                 prov["warnings"] = [decision.warning, *prov["warnings"]]
             return JSONResponse(body)
         finally:
@@ -234,15 +253,11 @@ def create_app(
         end: Annotated[
             str, _time("Exclusive end of the window; after start", END_EXAMPLES)
         ] = "now",
-        source: Source = Source.hybrid,
-        limit: Limit = None,
-        priority: Priority = Priority.normal,
-        allow_partial: bool = False,
+        *,
+        serving: ServingParams,
     ) -> Response:
         """Trades with start <= exch_ts < end, oldest first, each exactly once."""
-        return run_query(
-            "/v1/trades", symbol, exchange, start, end, source, limit, priority, allow_partial
-        )
+        return run_query("/v1/trades", symbol, exchange, start, end, serving)
 
     @app.get(
         "/v1/trades/recent",
@@ -255,23 +270,12 @@ def create_app(
         window_minutes: Annotated[
             int, Query(ge=1, le=10_080, description="minutes back from now (1-10,080: a week)")
         ] = 15,
-        source: Source = Source.hybrid,
-        limit: Limit = None,
-        priority: Priority = Priority.normal,
-        allow_partial: bool = False,
+        *,
+        serving: ServingParams,
     ) -> Response:
         """The last `window_minutes` of trades, up to now."""
-        return run_query(
-            "/v1/trades/recent",
-            symbol,
-            exchange,
-            f"now-{window_minutes}m",
-            "now",
-            source,
-            limit,
-            priority,
-            allow_partial,
-        )
+        start = f"now-{window_minutes}m"
+        return run_query("/v1/trades/recent", symbol, exchange, start, "now", serving)
 
     @app.get("/v1/gaps", response_model=GapsBody, responses={503: UNAVAILABLE})
     def gaps() -> Response:
