@@ -84,26 +84,21 @@ QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
     503: UNAVAILABLE,
 }
 NAME_HELP = f"1-{MAX_NAME_BYTES} printable ASCII characters (no space)"
-Symbol = Annotated[
-    str,
-    Query(
+
+
+def _name(example: str, note: str = "") -> Any:
+    """A symbol or exchange name: what the wire format's fixed-width name field holds."""
+    return Query(
         pattern=NAME_PATTERN,
         min_length=1,
         max_length=MAX_NAME_BYTES,
-        description=f"{NAME_HELP}, e.g. BTCUSDT",
-        examples=["BTCUSDT"],
-    ),
-]
-Exchange = Annotated[
-    str | None,
-    Query(
-        pattern=NAME_PATTERN,
-        min_length=1,
-        max_length=MAX_NAME_BYTES,
-        description=f"{NAME_HELP}, e.g. binance; reads one partition when given",
-        examples=["binance"],
-    ),
-]
+        description=f"{NAME_HELP}, e.g. {example}{note}",
+        examples=[example],
+    )
+
+
+Symbol = Annotated[str, _name("BTCUSDT")]
+Exchange = Annotated[str | None, _name("binance", "; reads one partition when given")]
 TIME_PARAMS = ("start", "end")
 
 
