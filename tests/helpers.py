@@ -1,5 +1,5 @@
 """Helpers tests share: the real `k2` CLI and its output, the table read back, the memory
-broker restarted, trade files written."""
+broker restarted, trades built and trade files written."""
 
 from __future__ import annotations
 
@@ -127,3 +127,22 @@ def tier3_counts(shed: int, deferred: int, backfilled: int) -> dict[str, Any]:
         for stage, n in (("shed", shed), ("deferred", deferred), ("backfilled", backfilled))
     }
     return {**counts, "pending": 0}
+
+
+def symbol_trades(
+    seqs: Sequence[int], ts: Sequence[int], *, symbol: str = "BTCUSDT", price: int = 1, qty: int = 1
+) -> Any:
+    """A `TradeBatch` of binance `symbol` trades: these `seqs` at these `ts` (exch_ts, and
+    received at once), all at one `price` and `qty` (in wire units)."""
+    from k2lib.wire.schema import TradeBatch
+
+    n = len(seqs)
+    return TradeBatch.from_columns(
+        exchange=["binance"] * n,
+        symbol=[symbol] * n,
+        seq=list(seqs),
+        exch_ts=list(ts),
+        recv_ts=list(ts),
+        price=[price] * n,
+        qty=[qty] * n,
+    )

@@ -40,6 +40,7 @@ from k2lib.testing import (
 )
 from k2lib.wire.codec import encode_batch
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import symbol_trades
 
 pytestmark = [pytest.mark.unit]
 
@@ -55,17 +56,8 @@ def stored_rows(table):
 
 
 def trades(seqs: list[int], symbol: str = "BTCUSDT", t0: int = T0) -> list[bytes]:
-    n = len(seqs)
-    batch = TradeBatch.from_columns(
-        exchange=["binance"] * n,
-        symbol=[symbol] * n,
-        seq=seqs,
-        exch_ts=[t0 + s for s in seqs],
-        recv_ts=[t0 + s for s in seqs],
-        price=[100_000_000] * n,
-        qty=[1_000] * n,
-    )
-    return encode_batch(batch)
+    ts = [t0 + s for s in seqs]
+    return encode_batch(symbol_trades(seqs, ts, symbol=symbol, price=100_000_000, qty=1_000))
 
 
 class Redis:

@@ -17,7 +17,7 @@ from k2lib.storage.table import ensure_table, stored_keys
 from k2lib.storage.writer import IcebergWriter
 from k2lib.testing import ListDeadLetters, ListSource
 from k2lib.wire.codec import encode_batch
-from k2lib.wire.schema import TradeBatch
+from tests.helpers import symbol_trades
 
 pytestmark = [pytest.mark.unit]
 
@@ -26,18 +26,8 @@ POLL_S = 0.5  # each empty poll waits this long, as the real poll timeout does
 
 
 def trades(seqs: range, symbol: str) -> list[bytes]:
-    n = len(seqs)
-    return encode_batch(
-        TradeBatch.from_columns(
-            exchange=["binance"] * n,
-            symbol=[symbol] * n,
-            seq=list(seqs),
-            exch_ts=[T0 + s for s in seqs],
-            recv_ts=[T0 + s for s in seqs],
-            price=[100_000_000] * n,
-            qty=[1_000] * n,
-        )
-    )
+    ts = [T0 + s for s in seqs]
+    return encode_batch(symbol_trades(seqs, ts, symbol=symbol, price=100_000_000, qty=1_000))
 
 
 class GroupTopic(ListSource):

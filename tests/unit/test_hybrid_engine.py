@@ -34,6 +34,7 @@ from k2lib.storage.table import ensure_table
 from k2lib.testing import append_with_offsets, synthetic_trades
 from k2lib.wire.partitioner import partition_for
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import symbol_trades
 
 pytestmark = [pytest.mark.unit, pytest.mark.hybrid, pytest.mark.phase2]
 
@@ -132,17 +133,7 @@ def test_dedup_keeps_the_iceberg_copy_and_counts_the_rest() -> None:
 
 def test_a_reused_seq_of_a_later_session_is_not_a_repeat() -> None:
     def rows(seqs: list[int], ts: list[int], session: int) -> TradeBatch:
-        n = len(seqs)
-        batch = TradeBatch.from_columns(
-            exchange=["binance"] * n,
-            symbol=["BTCUSDT"] * n,
-            seq=seqs,
-            exch_ts=ts,
-            recv_ts=ts,
-            price=[1] * n,
-            qty=[1] * n,
-        )
-        return batch.with_session(np.full(n, session))
+        return symbol_trades(seqs, ts).with_session(np.full(len(seqs), session))
 
     later = T0 + 10 * MIN
     stored = rows([1, 2], [T0, T0 + 1], 0).to_arrow()
