@@ -23,12 +23,13 @@ import redis
 from redis.client import Pipeline
 
 from k2lib.bench.redis_rates import pipelined_rate, timing_fields
+from k2lib.ingestion.scripts import drop_prefix
 from k2lib.ingestion.sequence import SeqLabel
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.testing import MemorySequenceTracker
 from k2lib.wire.schema import TradeBatch
 
-__all__ = ["drop_prefix", "feed_batches", "run", "scratch_redis"]
+__all__ = ["feed_batches", "run", "scratch_redis"]
 
 FAULT_RATE = 1e-4
 BASELINE_SHARE = 0.2  # the baseline is slow: it runs on the first fifth of the batches
@@ -74,12 +75,6 @@ def feed_batches(
             )
         )
     return batches
-
-
-def drop_prefix(client: redis.Redis, prefix: str) -> None:
-    names = list(client.scan_iter(match=f"{prefix}*", count=1_000))
-    for start in range(0, len(names), 1_000):
-        client.delete(*names[start : start + 1_000])
 
 
 @contextmanager

@@ -6,8 +6,8 @@
   touches one slot and stays one atomic EVALSHA per batch (docs/decisions/013);
 - `name_field`/`parse_name`: `(exchange, symbol)` as one string that cannot collide when the
   names contain ':';
-- `check_client`, `scan_prefix`, `delete_keys`: the same calls on `redis.Redis` and on
-  `redis.cluster.RedisCluster` (which scans every primary and splits deletes per slot).
+- `check_client`, `scan_prefix`, `delete_keys`, `drop_prefix`: the same calls on `redis.Redis`
+  and on `redis.cluster.RedisCluster` (which scans every primary and splits deletes per slot).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "SCAN_COUNT",
     "check_client",
     "delete_keys",
+    "drop_prefix",
     "load_script",
     "name_field",
     "parse_name",
@@ -88,3 +89,8 @@ def delete_keys(client: Any, keys: Iterable[bytes | str]) -> int:
     for start in range(0, len(names), DELETE_CHUNK):
         deleted += int(client.delete(*names[start : start + DELETE_CHUNK]))
     return deleted
+
+
+def drop_prefix(client: Any, prefix: str) -> int:
+    """Delete every key starting with `prefix`: a scratch prefix cleared after use."""
+    return delete_keys(client, scan_prefix(client, prefix))

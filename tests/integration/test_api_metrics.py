@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from k2lib.api import create_app
-from k2lib.bench.sequence import drop_prefix
 from k2lib.config import K2Settings
+from k2lib.ingestion.scripts import drop_prefix
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.monitoring import new_registry
 from k2lib.wire.schema import TradeBatch
