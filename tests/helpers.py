@@ -1,8 +1,10 @@
 """Helpers tests share: the real `k2` CLI and its output, the table read back, the memory
-broker restarted, trades built and trade files written."""
+broker restarted, trades built, cut into batches and deduplicated by hand, and trade files
+written."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -10,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,23 @@ def symbol_trades(
         price=[price] * n,
         qty=[qty] * n,
     )
+
+
+def split_at(batch: Any, cuts: Iterable[int]) -> list[Any]:
+    """`batch` cut at each of `cuts` (taken modulo len(batch) + 1) into consecutive, non-empty
+    parts, in order, as a feed may deliver it."""
+    import numpy as np
+
+    n = len(batch)
+    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    return [batch.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
+
+
+def first_occurrences(symbols: Any, seqs: Any) -> list[bool]:
+    """True where a (symbol, seq) key stands for the first time: what exact dedup keeps."""
+    seen: set[tuple[Any, Any]] = set()
+    firsts = []
+    for key in zip(symbols.tolist(), seqs.tolist(), strict=True):
+        firsts.append(key not in seen)
+        seen.add(key)
+    return firsts

@@ -5,8 +5,7 @@ redeliveries, backfills, the memory twin, and Redis being down."""
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,36 +14,21 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k2lib.bench.sequence import drop_prefix
 from k2lib.clock import ManualClock
 from k2lib.errors import ServiceError
 from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, RedisDedupStore
 from k2lib.ingestion.scripts import tagged
 from k2lib.testing import MemoryDedupStore
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import first_occurrences, symbol_trades
+from tests.integration.redis_scratch import scratch_fixtures, scratch_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
 
 START = 1_700_000_000.0
 CONFIG = DedupConfig(window_s=60.0, capacity=50_000)
 TINY = DedupConfig(window_s=60.0, capacity=10, error_rate=0.5)
-
-
-def fresh_prefix() -> str:
-    return f"test:dedup:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def client(redis_connect: Callable[[], Any]) -> Any:
-    """Every test here runs on the single Redis and on the test cluster."""
-    return redis_connect()
-
-
-@pytest.fixture
-def prefix(client: redis.Redis) -> Iterator[str]:
-    p = fresh_prefix()
-    yield p
-    drop_prefix(client, p)
+client, prefix = scratch_fixtures("dedup")
 
 
 def stream(seed: int, n: int, symbols: int = 5, dup: float = 0.1) -> tuple[TradeBatch, list[bool]]:
@@ -60,11 +44,6 @@ def stream(seed: int, n: int, symbols: int = 5, dup: float = 0.1) -> tuple[Trade
         else:
             seq[i] = nxt[s]
             nxt[s] += 1 + int(rng.random() < 0.01) * 70_000  # now and then, another bucket
-    seen: set[tuple[int, int]] = set()
-    truth = []
-    for key in zip(sym.tolist(), seq.tolist(), strict=True):
-        truth.append(key not in seen)
-        seen.add(key)
     batch = TradeBatch.from_columns(
         exchange=["binance"] * n,
         symbol=[f"S{s}" for s in sym.tolist()],
@@ -76,7 +55,7 @@ def stream(seed: int, n: int, symbols: int = 5, dup: float = 0.1) -> tuple[Trade
         partition=np.zeros(n, np.int32),
         offset=np.arange(n),
     )
-    return batch, truth
+    return batch, first_occurrences(sym, seq)
 
 
 def cut(batch: TradeBatch, size: int) -> list[TradeBatch]:
@@ -200,8 +179,7 @@ def test_redis_store_and_memory_twin_agree(
     client: redis.Redis, seed: int, size: int, tiny: bool
 ) -> None:
     batch, _ = stream(seed, 3_000)
-    p = fresh_prefix()
-    try:
+    with scratch_prefix(client, "dedup") as p:
         red = dedup(client, p, config=TINY if tiny else CONFIG)
         mem = CommitAlignedDeduplicator(
             MemoryDedupStore(), config=TINY if tiny else CONFIG, wall_clock=ManualClock(START)
@@ -211,8 +189,6 @@ def test_redis_store_and_memory_twin_agree(
             if i % 2:
                 assert red.record(red.stage()) == mem.record(mem.stage())
         assert red.summary() == mem.summary()
-    finally:
-        drop_prefix(client, p)
 
 
 def test_redis_down_raises_service_error_and_keeps_the_keys_pending() -> None:
@@ -229,16 +205,7 @@ def test_redis_down_raises_service_error_and_keeps_the_keys_pending() -> None:
 
 
 def trades(seqs: list[int]) -> TradeBatch:
-    n = len(seqs)
-    return TradeBatch.from_columns(
-        exchange=["binance"] * n,
-        symbol=["BTC"] * n,
-        seq=seqs,
-        exch_ts=seqs,
-        recv_ts=seqs,
-        price=[1] * n,
-        qty=[1] * n,
-    )
+    return symbol_trades(seqs, seqs, symbol="BTC")
 
 
 def test_two_phase_records_only_after_the_commit_and_stays_exact(

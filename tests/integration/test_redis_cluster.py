@@ -12,15 +12,16 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from k2lib.bench.sequence import drop_prefix
 from k2lib.clock import ManualClock
 from k2lib.ingestion import scripts
 from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig, RedisDedupStore
+from k2lib.ingestion.scripts import drop_prefix
 from k2lib.ingestion.sequence import SeqLabel
 from k2lib.ingestion.sequence.gaps import list_gaps
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.ingestion.state import StateLedger
 from k2lib.wire.schema import TradeBatch
+from tests.integration.redis_scratch import fresh_prefix, scratch_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability]
 
@@ -29,9 +30,8 @@ START = 1_700_000_000.0
 
 @pytest.fixture
 def prefix(redis_connect: Callable[[], Any]) -> Iterator[str]:
-    p = f"test:rc:{uuid.uuid4().hex}:"
-    yield p
-    drop_prefix(redis_connect(), p)
+    with scratch_prefix(redis_connect(), "rc") as p:
+        yield p
 
 
 def trades(names: list[tuple[str, str]], seqs: list[int], offsets: list[int]) -> TradeBatch:
@@ -139,7 +139,7 @@ def test_an_old_layout_reads_as_lost_state(redis_connect: Callable[[], Any], pre
 
 def test_a_slot_moved_under_a_running_tracker_is_followed(redis_cluster: Any) -> None:
     client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
-    prefix = f"test:rc:{uuid.uuid4().hex}:seq:"
+    prefix = f"{fresh_prefix('rc')}seq:"
     try:
         tracker = RedisSequenceTracker(client, prefix=prefix)
         btc = [("binance", "BTC")]

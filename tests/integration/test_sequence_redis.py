@@ -3,12 +3,10 @@ state across consumers and restarts, and atomic batches under concurrent threads
 
 from __future__ import annotations
 
-import itertools
 import random
 import struct
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,53 +15,23 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k2lib.bench.sequence import drop_prefix
 from k2lib.errors import ServiceError
 from k2lib.ingestion import scripts
+from k2lib.ingestion.scripts import drop_prefix
 from k2lib.ingestion.sequence import SeqLabel, SequenceConfig
 from k2lib.ingestion.sequence.gaps import list_gaps
 from k2lib.ingestion.sequence.redis import RedisSequenceTracker
 from k2lib.testing import FaultyStreamSpec, MemorySequenceTracker, faulty_stream
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import split_at, symbol_trades
+from tests.integration.redis_scratch import fresh_prefix, scratch_fixtures, scratch_prefix
+from tests.strategies import faulty_specs
 
 pytestmark = [pytest.mark.integration, pytest.mark.scalability, pytest.mark.phase2]
 
 CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000)
-
-
-def fresh_prefix() -> str:
-    return f"test:seq:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def client(redis_connect: Callable[[], Any]) -> Any:
-    """Every test here runs on the single Redis and on the test cluster."""
-    return redis_connect()
-
-
-@pytest.fixture
-def prefix(client: redis.Redis) -> Iterator[str]:
-    p = fresh_prefix()
-    yield p
-    drop_prefix(client, p)
-
-
-def cut(batch: TradeBatch, bounds: list[int]) -> list[TradeBatch]:
-    edges = sorted({0, len(batch), *(b % (len(batch) + 1) for b in bounds)})
-    return [batch.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(edges)]
-
-
-SPECS = st.builds(
-    FaultyStreamSpec,
-    keys=st.integers(1, 4),
-    sessions=st.integers(1, 3),
-    max_length=st.integers(1, 80),
-    drop=st.sampled_from([0.0, 0.05, 0.3]),
-    duplicate=st.sampled_from([0.0, 0.05, 0.3]),
-    swap=st.sampled_from([0.0, 0.1, 0.4]),
-    reuse_seqs=st.booleans(),
-    late_copies=st.sampled_from([0.0, 0.2]),
-)
+client, prefix = scratch_fixtures("seq")
+SPECS = faulty_specs(max_keys=4, max_length=80)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
@@ -72,12 +40,11 @@ def test_redis_and_memory_trackers_agree_record_for_record(
     client: redis.Redis, spec: FaultyStreamSpec, seed: int, bounds: list[int]
 ) -> None:
     batch, truth = faulty_stream(random.Random(seed), spec)
-    p = fresh_prefix()
-    try:
+    with scratch_prefix(client, "seq") as p:
         red = RedisSequenceTracker(client, prefix=p, config=CONFIG)
         mem = MemorySequenceTracker(config=CONFIG)
         stored = []
-        for part in cut(batch, bounds):
+        for part in split_at(batch, bounds):
             a, b = mem.classify_batch(part), red.classify_batch(part)
             assert a.labels.tolist() == b.labels.tolist()
             assert a.sessions.tolist() == b.sessions.tolist()
@@ -95,8 +62,6 @@ def test_redis_and_memory_trackers_agree_record_for_record(
         a, b = mem.classify_batch(again), rebuilt.classify_batch(again)
         assert a.labels.tolist() == b.labels.tolist()
         assert a.sessions.tolist() == b.sessions.tolist()
-    finally:
-        drop_prefix(client, p)
 
 
 def test_two_consumers_share_state_through_redis(client: redis.Redis, prefix: str) -> None:
@@ -104,7 +69,7 @@ def test_two_consumers_share_state_through_redis(client: redis.Redis, prefix: st
     batch, truth = faulty_stream(random.Random(7), spec)
     consumers = [RedisSequenceTracker(client, prefix=prefix, config=CONFIG) for _ in range(2)]
     reference = MemorySequenceTracker(config=CONFIG)
-    parts = cut(batch, list(range(0, len(batch), 37)))
+    parts = split_at(batch, range(0, len(batch), 37))
     duplicates = 0
     for i, part in enumerate(parts):
         got = consumers[i % 2].classify_batch(part)  # interleaved: A, B, A, B, ...
@@ -170,7 +135,7 @@ def test_batches_are_atomic_under_concurrent_threads(
         price=[1] * keys * seqs,
         qty=[1] * keys * seqs,
     )
-    parts = cut(stream, list(range(0, len(stream), 53)))
+    parts = split_at(stream, range(0, len(stream), 53))
     results: list[list[int]] = [[] for _ in range(threads)]
 
     def consume(i: int) -> None:
@@ -191,22 +156,13 @@ def test_batches_are_atomic_under_concurrent_threads(
 
 def test_redis_down_raises_service_error_and_changes_nothing() -> None:
     dead = redis.Redis(port=1, socket_connect_timeout=0.2)
-    tracker = RedisSequenceTracker(dead, prefix=fresh_prefix())
+    tracker = RedisSequenceTracker(dead, prefix=fresh_prefix("seq"))
     with pytest.raises(ServiceError):
         tracker.classify_batch(trades([1, 2]))
 
 
 def trades(seqs: list[int]) -> TradeBatch:
-    n = len(seqs)
-    return TradeBatch.from_columns(
-        exchange=["binance"] * n,
-        symbol=["BTC"] * n,
-        seq=seqs,
-        exch_ts=[1_000 * s for s in seqs],
-        recv_ts=[0] * n,
-        price=[1] * n,
-        qty=[1] * n,
-    )
+    return symbol_trades(seqs, [1_000 * s for s in seqs], symbol="BTC")
 
 
 def test_a_state_written_before_sessions_reads_as_session_zero(

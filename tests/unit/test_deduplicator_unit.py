@@ -4,8 +4,6 @@ tests/integration."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,6 +16,7 @@ from k2lib.ingestion.dedup import CommitAlignedDeduplicator, DedupConfig
 from k2lib.ingestion.dedup.store import StorePlan
 from k2lib.testing import MemoryDedupStore
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import first_occurrences, split_at
 
 pytestmark = [pytest.mark.unit, pytest.mark.scalability, pytest.mark.phase2]
 
@@ -196,20 +195,15 @@ def test_keeps_exactly_the_first_occurrence_of_every_key(
     # Mostly ascending seqs with repeats and far jumps (other buckets), as a feed would.
     seqs = np.where(rng.random(n) < 0.05, rng.integers(0, 300_000, n), rng.integers(0, 400, n))
     batch = trades(seqs.tolist(), [f"S{s}" for s in symbols.tolist()])
-    seen: set[tuple[int, int]] = set()
-    truth = []
-    for key in zip(symbols.tolist(), seqs.tolist(), strict=True):
-        truth.append(key not in seen)
-        seen.add(key)
+    truth = first_occurrences(symbols, seqs)
     store = MemoryDedupStore()
     dedups = [make(store, TINY if tiny else CONFIG) for _ in range(consumers)]
-    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
     keep = []
-    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+    for i, part in enumerate(split_at(batch, cuts)):
         dedup = dedups[i % consumers]
         if consumers > 1:
             dedup.warm()
-        keep.extend(committed(dedup, batch.take(np.arange(lo, hi))).tolist())
+        keep.extend(committed(dedup, part).tolist())
     assert keep == truth
 
 
@@ -266,16 +260,11 @@ def test_two_phase_keeps_exactly_the_first_occurrence(
     n = int(rng.integers(1, 2_000))
     symbols, seqs = rng.integers(0, 3, n), rng.integers(0, 300, n)
     batch = trades(seqs.tolist(), [f"S{s}" for s in symbols.tolist()])
-    seen: set[tuple[int, int]] = set()
-    truth = []
-    for key in zip(symbols.tolist(), seqs.tolist(), strict=True):
-        truth.append(key not in seen)
-        seen.add(key)
+    truth = first_occurrences(symbols, seqs)
     dedup = two_phase(MemoryDedupStore(), TINY if tiny else CONFIG)
     keep: list[bool] = []
-    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
-    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        keep += dedup.check(batch.take(np.arange(lo, hi))).tolist()
+    for i, part in enumerate(split_at(batch, cuts)):
+        keep += dedup.check(part).tolist()
         if i % 2:  # a commit now and then
             dedup.record(dedup.stage())
     assert keep == truth

@@ -3,7 +3,6 @@ streams against the truth. The Redis tracker is compared with it in tests/integr
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import numpy as np
@@ -18,10 +17,11 @@ from k2lib.ingestion.sequence import (
     Gap,
     SeqLabel,
     SequenceConfig,
-    SequenceTracker,
 )
 from k2lib.testing import FaultyStreamSpec, MemorySequenceTracker, faulty_stream
 from k2lib.wire.schema import TradeBatch
+from tests.helpers import split_at, symbol_trades
+from tests.strategies import faulty_specs
 
 pytestmark = [pytest.mark.unit, pytest.mark.scalability, pytest.mark.phase2]
 
@@ -30,16 +30,7 @@ CONFIG = SequenceConfig(reset_jump=10, reset_quiet_us=1_000_000)
 
 
 def trades(seqs: list[int], *, symbol: str = "BTC", ts: list[int] | None = None) -> TradeBatch:
-    n = len(seqs)
-    return TradeBatch.from_columns(
-        exchange=["binance"] * n,
-        symbol=[symbol] * n,
-        seq=seqs,
-        exch_ts=ts if ts is not None else [1_000 * s for s in seqs],
-        recv_ts=[0] * n,
-        price=[1] * n,
-        qty=[1] * n,
-    )
+    return symbol_trades(seqs, ts if ts is not None else [1_000 * s for s in seqs], symbol=symbol)
 
 
 def labels(result: BatchClassification) -> list[SeqLabel]:
@@ -165,27 +156,7 @@ def test_empty_batch() -> None:
 # -- property tests: any stream, any cut into batches, the totals equal the truth --------
 
 
-def classify_in_batches(
-    tracker: SequenceTracker, batch: TradeBatch, cuts: list[int]
-) -> list[BatchClassification]:
-    bounds = sorted({0, len(batch), *(c % (len(batch) + 1) for c in cuts)})
-    return [
-        tracker.classify_batch(batch.take(np.arange(lo, hi)))
-        for lo, hi in itertools.pairwise(bounds)
-    ]
-
-
-SPECS = st.builds(
-    FaultyStreamSpec,
-    keys=st.integers(1, 3),
-    sessions=st.integers(1, 3),
-    max_length=st.integers(1, 60),
-    drop=st.sampled_from([0.0, 0.05, 0.3]),
-    duplicate=st.sampled_from([0.0, 0.05, 0.3]),
-    swap=st.sampled_from([0.0, 0.1, 0.4]),
-    reuse_seqs=st.booleans(),
-    late_copies=st.sampled_from([0.0, 0.2]),
-)
+SPECS = faulty_specs(max_keys=3, max_length=60)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -195,7 +166,7 @@ def test_reported_gaps_and_duplicates_equal_the_truth(
 ) -> None:
     batch, truth = faulty_stream(random.Random(seed), spec)
     tracker = MemorySequenceTracker(config=CONFIG)
-    results = classify_in_batches(tracker, batch, cuts)
+    results = [tracker.classify_batch(part) for part in split_at(batch, cuts)]
     assert sum(r.duplicates for r in results) == truth.duplicates
     assert sum(r.resets for r in results) == truth.resets
     assert tracker.open_gaps() == truth.open_gaps
