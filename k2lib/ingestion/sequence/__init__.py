@@ -117,14 +117,6 @@ class Gap:
     def size(self) -> int:
         return self.last - self.first + 1
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "exchange": self.exchange,
-            "symbol": self.symbol,
-            "first": self.first,
-            "last": self.last,
-        }
-
 
 @dataclass(frozen=True, kw_only=True)
 class BatchClassification:
