@@ -21,7 +21,8 @@
 -- are no longer tracked: its records are labelled DUPLICATE in theirs, and the state stays.
 --
 -- Returns {segments (<i4 length, i1 label ...), new gaps (<i4 key, <i8 first, last ...),
--- abandoned seqs, the session of each run (<i8, in run order)}. Numbers are Lua doubles:
+-- abandoned seqs, the session of each run in run order (<i4 runs, <i8 session ...: equal
+-- neighbours merged, so a batch without resets is one pair)}. Numbers are Lua doubles:
 -- exact below 2^53, and never tostring()'d. All reads happen before the first write.
 
 local IN_ORDER, DUPLICATE, GAP, LATE_FILL, OUT_OF_ORDER, RESET = 0, 1, 2, 3, 4, 5
@@ -55,7 +56,15 @@ local function segment(n, label)
 end
 
 local new_gaps, abandoned = {}, 0
-local run_sessions = {}
+local sess_out, sess_n, sess_v = {}, 0, -1 -- runs' sessions, run-length encoded
+local function run_session(v)
+  if v == sess_v then
+    sess_n = sess_n + 1
+  else
+    if sess_n > 0 then sess_out[#sess_out + 1] = struct.pack('<i4i8', sess_n, sess_v) end
+    sess_n, sess_v = 1, v
+  end
+end
 local writes, opened, closed = {}, {}, {}
 local runs, rpk, rpos = ARGV[1], ARGV[2], 1
 
@@ -185,12 +194,17 @@ for ki = 1, nkeys do
         last, ts = b, tb
       end
     end
-    run_sessions[#run_sessions + 1] = struct.pack('<i8', mine)
+    run_session(mine)
   end
 
-  local packed = {struct.pack('<i8i8i8i8i8', first, last, ts, sess, #past)}
-  for j = 1, #past do packed[#packed + 1] = struct.pack('<i8', past[j]) end
-  if (5 + #past) % 2 == 1 then packed[#packed + 1] = struct.pack('<i8', 0) end
+  local packed
+  if #past == 0 then
+    packed = {struct.pack('<i8i8i8i8i8i8', first, last, ts, sess, 0, 0)}
+  else
+    packed = {struct.pack('<i8i8i8i8i8', first, last, ts, sess, #past)}
+    for j = 1, #past do packed[#packed + 1] = struct.pack('<i8', past[j]) end
+    if (5 + #past) % 2 == 1 then packed[#packed + 1] = struct.pack('<i8', 0) end
+  end
   for g = 1, #glo do
     if gorg[g] ~= 0 then
       new_gaps[#new_gaps + 1] = struct.pack('<i4i8i8', ki - 1, glo[g], ghi[g])
@@ -229,4 +243,5 @@ for k = 1, #seg_len do
   end
 end
 if run_len > 0 then out[#out + 1] = struct.pack('<i4b', run_len, run_lab) end
-return {table.concat(out), table.concat(new_gaps), abandoned, table.concat(run_sessions)}
+if sess_n > 0 then sess_out[#sess_out + 1] = struct.pack('<i4i8', sess_n, sess_v) end
+return {table.concat(out), table.concat(new_gaps), abandoned, table.concat(sess_out)}

@@ -40,6 +40,7 @@ __all__ = ["DEFAULT_PREFIX", "RedisSequenceTracker", "load_script"]
 MAX_CACHED_NAMES = 100_000
 _SEGMENT = np.dtype([("length", "<i4"), ("label", "i1")])
 _NEW_GAP = np.dtype([("key", "<i4"), ("first", "<i8"), ("last", "<i8")])
+_RUN_SESSIONS = np.dtype([("runs", "<i4"), ("session", "<i8")])
 
 
 def load_script(name: str) -> str:
@@ -102,12 +103,13 @@ class RedisSequenceTracker(SequenceTracker):
             raise ServiceError(f"Redis sequence tracker: {exc}") from exc
         segments = np.frombuffer(reply[0], _SEGMENT)
         gaps = np.frombuffer(reply[1], _NEW_GAP)
+        sessions = np.frombuffer(reply[3], _RUN_SESSIONS)
         return RunOutcome(
             seg_len=segments["length"].astype(np.int64),
             seg_label=segments["label"].astype(np.int8),
             new_gaps=[(int(k), int(lo), int(hi)) for k, lo, hi in gaps.tolist()],
             abandoned=int(reply[2]),
-            run_sessions=np.frombuffer(reply[3], "<i8").astype(np.int64),
+            run_sessions=np.repeat(sessions["session"], sessions["runs"]).astype(np.int64),
         )
 
     def open_gaps(self) -> list[Gap]:
