@@ -39,6 +39,9 @@ from tests.helpers import MemoryBroker
 EVENTS = ("kill", "wipe", "freeze", "resend")
 BROKER_RESTART_P = 0.25
 ZOMBIE_FREEZE_S = 8.0  # past the consumer's session.timeout.ms (6 s)
+# How `k2 ingest` ends (exit code 2) when its topic is gone, as it is after a restart of the
+# memory broker until the topics are created again (k2lib.ingestion.consumer).
+TOPIC_GONE = "is gone from the broker"
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ class Run:
     """Sends of the feed the DLQ topic still holds (a broker wipe takes the earlier ones)."""
     feeds: list[threading.Thread] = field(default_factory=list)
     """Every send's publishing thread."""
+    stderr: dict[subprocess.Popen[str], str] = field(default_factory=dict)
+    """What each ingest that ended wrote to stderr, once read."""
+    replaced: set[subprocess.Popen[str]] = field(default_factory=set)
 
     def k2(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -153,6 +159,27 @@ class Run:
         proc = self.k2(*args, *([] if self.schedule.group else ["--alone"]))
         self.ingests.append(proc)
         return proc
+
+    def stderr_of(self, proc: subprocess.Popen[str]) -> str:
+        """An ended process's stderr."""
+        if proc not in self.stderr:
+            self.stderr[proc] = proc.stderr.read() if proc.stderr else ""
+        return self.stderr[proc]
+
+    def lost_topic(self, proc: subprocess.Popen[str]) -> bool:
+        """The ingest ended because a broker restart took its topic (it fails fast)."""
+        return (
+            self.schedule.restarts_broker
+            and proc.poll() == 2
+            and TOPIC_GONE in self.stderr_of(proc)
+        )
+
+    def replace_lost(self) -> None:
+        """Start another ingest for each that lost its topic, as its supervisor would."""
+        for proc in [p for p in self.ingests if p not in self.replaced and self.lost_topic(p)]:
+            self.replaced.add(proc)
+            self.log.append(f"{time.monotonic():.2f} an ingest lost its topic: started again")
+            self.ingest()
 
     def event(self, name: str, rng: random.Random) -> None:
         self.log.append(f"{time.monotonic():.2f} {name}")
@@ -202,6 +229,7 @@ class Run:
             self.broker.restart(self.settings)
             self.sends = 1
             self.replay(None).join(timeout=120)
+            self.replace_lost()
 
 
 def wipe_redis_state(settings: K2Settings) -> int:
@@ -247,8 +275,12 @@ def execute(
         if proc.poll() is None:
             proc.wait(timeout=180)
     # SIGTERM before the handler is installed (still importing) ends a process at once.
-    failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM)]
-    errors = [p.stderr.read() if p.stderr else "" for p in failed]
+    failed = [
+        p
+        for p in run.ingests
+        if p.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM) and not run.lost_topic(p)
+    ]
+    errors = [run.stderr_of(p) for p in failed]
     settle = run.k2("ingest", "--until-idle", "1", "--alone")
     out, err = settle.communicate(timeout=180)
     if settle.returncode != 0 or failed:
