@@ -273,7 +273,15 @@ def execute(
                 proc.send_signal(signal.SIGTERM)
     for proc in run.ingests:
         if proc.poll() is None:
-            proc.wait(timeout=180)
+            try:
+                proc.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(
+                    f"{schedule.describe()}: an ingest still ran 180 s after the feed, "
+                    f"events {run.log}:\n{run.stderr_of(proc)[-3000:]}"
+                ) from None
     # SIGTERM before the handler is installed (still importing) ends a process at once.
     failed = [
         p
