@@ -122,12 +122,15 @@ def schedule_failures(
     stack_settings: K2Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[int, str]:
     """Every seed's schedule, `JOBS` at a time: `seed -> failure` for those that failed."""
+    # Made here, not in the pool: pytest's first mktemp makes its base directory, racily.
+    root = tmp_path_factory.mktemp("schedules")
 
     def one(seed: int) -> tuple[int, str | None]:
         schedule = Schedule.draw(seed)
         if stack_settings.kafka_external:
             schedule = schedule.without("broker")
-        workdir = tmp_path_factory.mktemp(f"schedule-{seed}")
+        workdir = root / f"schedule-{seed}"
+        workdir.mkdir()
         try:
             if schedule.restarts_broker:
                 with MemoryBroker(stack_settings, workdir / "broker") as broker:
