@@ -9,12 +9,16 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from k2lib.config import K2Settings
 
 
 def run_k2(
@@ -76,16 +80,49 @@ def stored_keys(settings) -> list[tuple[str, str, int, int]]:
     return table_keys(load_k2_catalog(settings).load_table(settings.table))
 
 
-def restart_memory_broker(settings) -> None:
-    """Restart K2's own broker, which keeps its log in memory (so every topic is gone), and
-    create `settings`' topic and DLQ topic again, empty."""
-    from k2lib.connect import create_topics
-    from k2lib.stack import LocalStack
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
-    stack = LocalStack(settings)
-    stack.stop_service("broker")
-    stack.start_service("broker")
-    create_topics(settings, {settings.topic: settings.partitions, settings.dlq_topic: 1})
+
+class MemoryBroker:
+    """K2's own broker (its log in memory) on a free loopback port of its own, recorded under
+    `state_dir`, not the stack's: restarting it wipes no one else's topics. `settings` are
+    the stack's pointed at it; a context manager starts it and stops it."""
+
+    def __init__(self, stack_settings: K2Settings, state_dir: Path) -> None:
+        from k2lib.stack.process import ServiceProcess
+        from k2lib.stack.services import broker_process
+
+        port = free_port()
+        self.settings = stack_settings.with_(kafka_bootstrap=f"127.0.0.1:{port}")
+        stack_like = broker_process(self.settings)  # the stack's, but for its record
+        self.process = ServiceProcess(
+            name="broker",
+            argv=stack_like.argv,
+            host=stack_like.host,
+            port=port,
+            state_dir=state_dir,
+            ready=stack_like.ready,
+        )
+
+    def __enter__(self) -> MemoryBroker:
+        self.process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.stop()
+
+    def restart(self, settings: K2Settings) -> None:
+        """Stop and start it (every topic is gone), then create `settings`' topic and DLQ
+        topic again, empty."""
+        from k2lib.connect import create_topics
+
+        self.process.stop()
+        self.process.start()
+        create_topics(settings, {settings.topic: settings.partitions, settings.dlq_topic: 1})
 
 
 def after_kills(settings) -> list[str]:

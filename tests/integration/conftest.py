@@ -17,10 +17,11 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from k2lib.config import K2Settings
-from k2lib.connect import create_topics
+from k2lib.config import DEFAULT_BROKER_PORT, K2Settings
+from k2lib.connect import create_topics, host_port
 from k2lib.stack import LocalStack
 from k2lib.stack.services import redis_binary
+from tests.helpers import MemoryBroker
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +46,18 @@ def fresh_feed(stack_settings: K2Settings) -> K2Settings:
 
 
 def feed_env(settings: K2Settings) -> dict[str, str]:
-    """Environment that points a `k2` subprocess at `settings`' topic and table."""
-    return {
+    """Environment that points a `k2` subprocess at `settings`' topic and table, and at its
+    broker when that is one of K2's own (the stack's or a test's MemoryBroker)."""
+    env = {
         "K2_HOME": str(settings.home),
         "K2_TOPIC": settings.topic,
         "K2_DLQ_TOPIC": settings.dlq_topic,
         "K2_TABLE": settings.table,
         "K2_METRICS_PORT": "0",
     }
+    if not settings.kafka_external:
+        env["K2_BROKER_PORT"] = str(host_port(settings.kafka_bootstrap, DEFAULT_BROKER_PORT)[1])
+    return env
 
 
 @pytest.fixture
@@ -64,6 +69,27 @@ def k2_settings(stack_settings: K2Settings) -> Iterator[K2Settings]:
 def k2_env(k2_settings: K2Settings) -> dict[str, str]:
     """Environment that points a `k2` subprocess at this test's topic and table."""
     return feed_env(k2_settings)
+
+
+@pytest.fixture
+def own_broker(stack_settings: K2Settings, tmp_path: Path) -> Iterator[MemoryBroker]:
+    """A memory broker of this test's own, for a test that restarts it (the stack's broker
+    is shared by every test running at the same time)."""
+    if stack_settings.kafka_external:
+        pytest.skip("the broker is external: K2 will not restart it")
+    with MemoryBroker(stack_settings, tmp_path / "broker") as broker:
+        yield broker
+
+
+@pytest.fixture
+def own_feed(own_broker: MemoryBroker) -> K2Settings:
+    """Like `k2_settings`, on `own_broker`."""
+    return fresh_feed(own_broker.settings)
+
+
+@pytest.fixture
+def own_env(own_feed: K2Settings) -> dict[str, str]:
+    return feed_env(own_feed)
 
 
 @pytest.fixture(scope="session")

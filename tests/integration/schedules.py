@@ -3,7 +3,11 @@
 A schedule is drawn from its seed alone: a faulty synthetic feed published at a paced rate
 while 1-3 real `k2 ingest` processes commit every 0.1-0.3 s, and events at random moments:
 SIGKILL of an ingest (restarted after a pause), the Redis state of this feed wiped (what a
-FLUSHALL or failover does to it), Redis frozen with SIGSTOP, and the whole feed sent again.
+FLUSHALL or failover does to it), Redis frozen with SIGSTOP, the whole feed sent again, and
+in about one schedule of four the broker restarted (its log in memory: every topic gone, the
+feed sent again). A schedule that restarts the broker runs on a broker of its own
+(tests/helpers.py MemoryBroker, on a free loopback port), so that the schedules running at
+the same time, and everyone else on the stack, keep theirs.
 After the last event one more ingest settles what is left; then the raw table, `k2 gaps` and
 the DLQ are checked against the feed's ground truth.
 """
@@ -19,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,16 @@ from k2lib.config import K2Settings
 from k2lib.connect import redis_client
 from k2lib.feeds import FaultSpec, open_source
 from k2lib.feeds.publisher import replay
-from tests.helpers import restart_memory_broker
+from tests.helpers import MemoryBroker
 
-# Drawn at random; "join", "zombie" and "broker" on request ("broker" restarts the shared
-# broker, which would reach every schedule running at the same time).
+# Drawn at random, three a schedule; "join" and "zombie" on request; "broker" (a restart)
+# is drawn on its own, with BROKER_RESTART_P (Schedule.with_broker_restart).
 EVENTS = ("kill", "wipe", "freeze", "resend")
+BROKER_RESTART_P = 0.25
 ZOMBIE_FREEZE_S = 8.0  # past the consumer's session.timeout.ms (6 s)
+# How `k2 ingest` ends (exit code 2) when its topic is gone, as it is after a restart of the
+# memory broker until the topics are created again (k2lib.ingestion.consumer).
+TOPIC_GONE = "is gone from the broker"
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,21 @@ class Schedule:
             events=events,
             group=rng.random() < 0.6,
             ending="stop" if rng.random() < 0.7 else "drain",
-        )
+        ).with_broker_restart(rng)
+
+    def with_broker_restart(self, rng: random.Random) -> Schedule:
+        """Drawn last, so that every other draw of a seed is what it was before."""
+        if rng.random() >= BROKER_RESTART_P:
+            return self
+        at = round(rng.uniform(0.3, 3.0), 2)
+        return replace(self, events=tuple(sorted((*self.events, (at, "broker")))))
+
+    def without(self, name: str) -> Schedule:
+        return replace(self, events=tuple(e for e in self.events if e[1] != name))
+
+    @property
+    def restarts_broker(self) -> bool:
+        return any(name == "broker" for _, name in self.events)
 
     def describe(self) -> str:
         return (
@@ -89,11 +111,18 @@ class Run:
     env: dict[str, str]
     workdir: Path
     redis_pid: int | None
+    broker: MemoryBroker | None
+    """The schedule's own broker, which a "broker" event restarts."""
     log: list[str] = field(default_factory=list)
     ingests: list[subprocess.Popen[str]] = field(default_factory=list)
     killed: int = 0
     sends: int = 1
     """Sends of the feed the DLQ topic still holds (a broker wipe takes the earlier ones)."""
+    feeds: list[threading.Thread] = field(default_factory=list)
+    """Every send's publishing thread."""
+    stderr: dict[subprocess.Popen[str], str] = field(default_factory=dict)
+    """What each ingest that ended wrote to stderr, once read."""
+    replaced: set[subprocess.Popen[str]] = field(default_factory=set)
 
     def k2(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -121,6 +150,7 @@ class Run:
 
         thread = threading.Thread(target=publish, name=f"feed-{s.seed}", daemon=True)
         thread.start()
+        self.feeds.append(thread)
         return thread
 
     def ingest(self, idle_s: float = 2.0) -> subprocess.Popen[str]:
@@ -129,6 +159,27 @@ class Run:
         proc = self.k2(*args, *([] if self.schedule.group else ["--alone"]))
         self.ingests.append(proc)
         return proc
+
+    def stderr_of(self, proc: subprocess.Popen[str]) -> str:
+        """An ended process's stderr."""
+        if proc not in self.stderr:
+            self.stderr[proc] = proc.stderr.read() if proc.stderr else ""
+        return self.stderr[proc]
+
+    def lost_topic(self, proc: subprocess.Popen[str]) -> bool:
+        """The ingest ended because a broker restart took its topic (it fails fast)."""
+        return (
+            self.schedule.restarts_broker
+            and proc.poll() == 2
+            and TOPIC_GONE in self.stderr_of(proc)
+        )
+
+    def replace_lost(self) -> None:
+        """Start another ingest for each that lost its topic, as its supervisor would."""
+        for proc in [p for p in self.ingests if p not in self.replaced and self.lost_topic(p)]:
+            self.replaced.add(proc)
+            self.log.append(f"{time.monotonic():.2f} an ingest lost its topic: started again")
+            self.ingest()
 
     def event(self, name: str, rng: random.Random) -> None:
         self.log.append(f"{time.monotonic():.2f} {name}")
@@ -166,11 +217,19 @@ class Run:
             self.sends += 1
             self.replay(None).join(timeout=120)
         elif name == "broker":
-            # A restart is a wipe: the whole feed is sent again into the empty topics, as a
-            # producer that lost its broker does.
-            restart_memory_broker(self.settings)
+            # The restart waits for the send in flight: cut off midway, its tail would reach
+            # the new broker before the feed sent again and shift that send's offsets, so
+            # the DLQ (its sources are offsets) could not be counted. Then, as a producer
+            # that lost its broker does, the whole feed is sent again into the empty topics
+            # (the log is in memory: every topic is gone).
+            if self.broker is None:
+                raise AssertionError("a broker restart needs the schedule's own MemoryBroker")
+            for thread in self.feeds:
+                thread.join(timeout=180)
+            self.broker.restart(self.settings)
             self.sends = 1
             self.replay(None).join(timeout=120)
+            self.replace_lost()
 
 
 def wipe_redis_state(settings: K2Settings) -> int:
@@ -186,10 +245,17 @@ def wipe_redis_state(settings: K2Settings) -> int:
         client.close()
 
 
-def execute(schedule: Schedule, settings: K2Settings, env: dict[str, str], workdir: Path) -> Run:
-    """Run `schedule` to the end (every process exited, one settling ingest after)."""
+def execute(
+    schedule: Schedule,
+    settings: K2Settings,
+    env: dict[str, str],
+    workdir: Path,
+    broker: MemoryBroker | None = None,
+) -> Run:
+    """Run `schedule` to the end (every process exited, one settling ingest after); a
+    schedule that restarts the broker needs `broker`, the one `settings` point at."""
     rng = random.Random(schedule.seed * 7919)
-    run = Run(schedule, settings, env, workdir, redis_pid=_redis_pid(settings.home))
+    run = Run(schedule, settings, env, workdir, _redis_pid(settings.home), broker)
     for _ in range(schedule.writers):
         run.ingest()
     truth = workdir / "truth.json"
@@ -207,10 +273,22 @@ def execute(schedule: Schedule, settings: K2Settings, env: dict[str, str], workd
                 proc.send_signal(signal.SIGTERM)
     for proc in run.ingests:
         if proc.poll() is None:
-            proc.wait(timeout=180)
+            try:
+                proc.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(
+                    f"{schedule.describe()}: an ingest still ran 180 s after the feed, "
+                    f"events {run.log}:\n{run.stderr_of(proc)[-3000:]}"
+                ) from None
     # SIGTERM before the handler is installed (still importing) ends a process at once.
-    failed = [p for p in run.ingests if p.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM)]
-    errors = [p.stderr.read() if p.stderr else "" for p in failed]
+    failed = [
+        p
+        for p in run.ingests
+        if p.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM) and not run.lost_topic(p)
+    ]
+    errors = [run.stderr_of(p) for p in failed]
     settle = run.k2("ingest", "--until-idle", "1", "--alone")
     out, err = settle.communicate(timeout=180)
     if settle.returncode != 0 or failed:

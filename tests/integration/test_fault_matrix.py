@@ -14,13 +14,7 @@ from pathlib import Path
 import pytest
 
 from k2lib.connect import load_k2_catalog
-from tests.helpers import (
-    last_json,
-    replay_with_truth,
-    restart_memory_broker,
-    run_k2,
-    stored_keys,
-)
+from tests.helpers import last_json, replay_with_truth, run_k2, stored_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.phase2]
 
@@ -134,18 +128,16 @@ def test_disk_nearly_full_is_a_clear_error_with_no_partial_snapshot(stack_settin
 
 
 def test_broker_wiped_then_feed_republished_keeps_history_and_counts_nothing_twice(
-    k2_settings, k2_env, stack_settings
+    own_broker, own_feed, own_env
 ):
-    if stack_settings.kafka_external:
-        pytest.skip("the broker is external: K2 will not restart it")
-    run_k2("replay", "synthetic", "--limit", "20000", "--seed", "31", env=k2_env)
-    first = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
+    run_k2("replay", "synthetic", "--limit", "20000", "--seed", "31", env=own_env)
+    first = last_json(run_k2("ingest", "--until-idle", "2", env=own_env).stdout)
     assert first["written"] == 20000
-    restart_memory_broker(k2_settings)  # every topic is gone
-    run_k2("replay", "synthetic", "--limit", "25000", "--seed", "31", env=k2_env)
-    second = last_json(run_k2("ingest", "--until-idle", "2", env=k2_env).stdout)
+    own_broker.restart(own_feed)  # every topic is gone
+    run_k2("replay", "synthetic", "--limit", "25000", "--seed", "31", env=own_env)
+    second = last_json(run_k2("ingest", "--until-idle", "2", env=own_env).stdout)
     assert second["broker_resets"] == [0, 1, 2, 3]
     assert second["duplicates"] == 20000  # the re-published history
     assert second["written"] == 5000  # only what is new
-    keys = stored_keys(k2_settings)
+    keys = stored_keys(own_feed)
     assert len(keys) == len(set(keys)) == 25000
