@@ -5,9 +5,10 @@ while 1-3 real `k2 ingest` processes commit every 0.1-0.3 s, and events at rando
 SIGKILL of an ingest (restarted after a pause), the Redis state of this feed wiped (what a
 FLUSHALL or failover does to it), Redis frozen with SIGSTOP, the whole feed sent again, and
 in about one schedule of four the broker restarted (its log in memory: every topic gone, the
-feed sent again). A schedule that restarts the broker runs on a broker of its own
-(tests/helpers.py MemoryBroker, on a free loopback port), so that the schedules running at
-the same time, and everyone else on the stack, keep theirs.
+feed sent again). Half the feeds also restart a busy symbol's numbering now and then (a
+new sequence session, seqs from 1 again). A schedule that restarts the broker runs on a
+broker of its own (tests/helpers.py MemoryBroker, on a free loopback port), so that the
+schedules running at the same time, and everyone else on the stack, keep theirs.
 After the last event one more ingest settles what is left; then the raw table, `k2 gaps` and
 the DLQ are checked against the feed's ground truth.
 """
@@ -38,6 +39,8 @@ from tests.helpers import MemoryBroker
 # is drawn on its own, with BROKER_RESTART_P (Schedule.with_broker_restart).
 EVENTS = ("kill", "wipe", "freeze", "resend")
 BROKER_RESTART_P = 0.25
+RESETS_P = 0.5
+RESET_RATE = 0.002  # per record, once a symbol has RESET_AFTER records in its session
 ZOMBIE_FREEZE_S = 8.0  # past the consumer's session.timeout.ms (6 s)
 # How `k2 ingest` ends (exit code 2) when its topic is gone, as it is after a restart of the
 # memory broker until the topics are created again (k2lib.ingestion.consumer).
@@ -70,17 +73,21 @@ class Schedule:
         events = tuple(
             sorted((round(rng.uniform(0.3, 3.0), 2), rng.choice(EVENTS)) for _ in range(3))
         )
-        return cls(
-            seed=seed,
-            messages=rng.choice([6_000, 10_000, 15_000]),
-            faults=faults,
-            rate=rng.choice([4_000, 8_000]),
-            writers=rng.choice([1, 2, 3]),
-            commit_interval=rng.choice([0.1, 0.2, 0.3]),
-            events=events,
-            group=rng.random() < 0.6,
-            ending="stop" if rng.random() < 0.7 else "drain",
-        ).with_broker_restart(rng)
+        return (
+            cls(
+                seed=seed,
+                messages=rng.choice([6_000, 10_000, 15_000]),
+                faults=faults,
+                rate=rng.choice([4_000, 8_000]),
+                writers=rng.choice([1, 2, 3]),
+                commit_interval=rng.choice([0.1, 0.2, 0.3]),
+                events=events,
+                group=rng.random() < 0.6,
+                ending="stop" if rng.random() < 0.7 else "drain",
+            )
+            .with_broker_restart(rng)
+            .with_resets(rng)
+        )
 
     def with_broker_restart(self, rng: random.Random) -> Schedule:
         """Drawn last, so that every other draw of a seed is what it was before."""
@@ -88,6 +95,13 @@ class Schedule:
             return self
         at = round(rng.uniform(0.3, 3.0), 2)
         return replace(self, events=tuple(sorted((*self.events, (at, "broker")))))
+
+    def with_resets(self, rng: random.Random) -> Schedule:
+        """Half the feeds restart a busy symbol's numbering now and then (a new session,
+        seqs from 1 again: `FaultSpec.reset`). Drawn after the broker, for the same reason."""
+        if rng.random() >= RESETS_P:
+            return self
+        return replace(self, faults=f"{self.faults},reset={RESET_RATE}")
 
     def without(self, name: str) -> Schedule:
         return replace(self, events=tuple(e for e in self.events if e[1] != name))
