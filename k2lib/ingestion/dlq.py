@@ -5,11 +5,20 @@ it, and `flush()` returns only when all of them are acknowledged. A message the 
 refused is produced again by the next `flush()`. The pipeline calls `flush()` before each
 Iceberg commit, so no offset is ever committed past a poison message that is in neither the
 table nor the DLQ.
+
+A flush that times out with messages still unacknowledged replaces the producer: the old one
+is purged (its messages come back as refused, to be produced again) and a new one is made.
+An idempotent producer whose broker lost its state (a restart of a broker that keeps its
+log in memory, a wiped cluster) would otherwise retry its sequence until
+`message.timeout.ms` (5 minutes), and every commit would wait for it.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from confluent_kafka import Producer
@@ -19,6 +28,8 @@ from k2lib.errors import ServiceError
 from k2lib.wire.codec import Reject
 
 __all__ = ["DeadLetterQueue", "DeadLetterSink"]
+
+log = logging.getLogger("k2.ingest")
 
 FLUSH_TIMEOUT_S = 30.0
 
@@ -35,15 +46,19 @@ class DeadLetterSink(Protocol):
 class DeadLetterQueue:
     """Headers carry the reason and the origin; the value is the original bytes."""
 
-    def __init__(self, settings: K2Settings, *, producer: Any = None) -> None:
+    def __init__(
+        self, settings: K2Settings, *, producer_factory: Callable[[], Any] | None = None
+    ) -> None:
         self.topic = settings.dlq_topic
         self.source_topic = settings.topic
-        self.producer = producer or Producer(
-            settings.kafka_config(**{"enable.idempotence": True, "linger.ms": 50})
+        self._new_producer = producer_factory or (
+            lambda: Producer(settings.kafka_config(**{"enable.idempotence": True, "linger.ms": 50}))
         )
+        self.producer = self._new_producer()
         self.sent = 0
         self._lock = threading.Lock()
-        self._outstanding = 0
+        self._pending: dict[int, _Message] = {}  # produced, not yet acknowledged
+        self._tokens = itertools.count()
         self._failed: list[_Message] = []
 
     def send(self, rejects: list[Reject], partitions: list[int], offsets: list[int]) -> None:
@@ -65,24 +80,39 @@ class DeadLetterQueue:
             self._produce(message)
         self.producer.flush(timeout_s)
         with self._lock:
-            outstanding, failed = self._outstanding, len(self._failed)
+            outstanding, failed = len(self._pending), len(self._failed)
+        if outstanding:
+            self._replace_producer()
         if outstanding or failed:
             raise ServiceError(
                 f"DLQ {self.topic}: {outstanding} messages unacknowledged and {failed} "
                 f"refused after {timeout_s}s; offsets stay uncommitted"
             )
 
+    def _replace_producer(self) -> None:
+        """Give up on the stuck producer: its unacknowledged messages count as refused (the
+        next flush produces them again, through a new producer), and what it reports later
+        is ignored. A message it did deliver may so reach the DLQ twice, never zero times."""
+        old, self.producer = self.producer, self._new_producer()
+        with self._lock:
+            self._failed.extend(self._pending.values())
+            self._pending.clear()
+            count = len(self._failed)
+        log.warning("DLQ %s: producer replaced, %d messages to produce again", self.topic, count)
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        old.poll(0)
+
     def _produce(self, message: _Message) -> None:
         value, headers = message
+        token = next(self._tokens)
 
         def delivered(err: Any, msg: Any) -> None:
             with self._lock:
-                self._outstanding -= 1
-                if err is not None:
+                if self._pending.pop(token, None) is not None and err is not None:
                     self._failed.append(message)
 
         with self._lock:
-            self._outstanding += 1
+            self._pending[token] = message
         for _ in range(3):
             try:
                 self.producer.produce(
@@ -94,5 +124,5 @@ class DeadLetterQueue:
             except Exception:
                 break
         with self._lock:  # not queued: the next flush produces it again
-            self._outstanding -= 1
-            self._failed.append(message)
+            if self._pending.pop(token, None) is not None:
+                self._failed.append(message)
