@@ -99,6 +99,12 @@ class SequenceConfig:
     session_length_us: int = 0
     session_offset_us: int = 0
 
+    @property
+    def late_margin_us(self) -> int:
+        """Half the quiet period before a session: a record timed more than this before the
+        session began is a late record of an earlier one (`classify.lua` has the same)."""
+        return max(1, self.reset_quiet_us // 2)
+
     def __post_init__(self) -> None:
         if self.reset_jump < 0 or self.reset_quiet_us < 0 or self.session_length_us < 0:
             raise ConfigError("reset_jump, reset_quiet_us and session_length_us must be >= 0")
@@ -178,8 +184,6 @@ class SequenceTracker(ABC):
         self.config = config or SequenceConfig()
         self._metrics = SequenceMetrics(registry if registry is not None else CollectorRegistry())
         self._totals: dict[str, int] = {}
-        # Records of a session that ended are at least reset_quiet_us older than the reset.
-        self._split_us = max(1, self.config.reset_quiet_us // 2)
 
     def classify_batch(
         self, batch: TradeBatch, *, key_codes: KeyCodes | None = None
@@ -189,7 +193,9 @@ class SequenceTracker(ABC):
         Pass `key_codes=batch.key_codes()` when the pipeline already computed it (the
         deduplicator needs it too); it is the costliest step of planning.
         """
-        plan = plan_runs(batch, np.ones(len(batch), bool), key_codes, split_us=self._split_us)
+        plan = plan_runs(
+            batch, np.ones(len(batch), bool), key_codes, split_us=self.config.late_margin_us
+        )
         outcome = self._apply(plan) if plan.n else RunOutcome.empty()
         labels = np.zeros(len(batch), np.int8)
         sessions = np.zeros(len(batch), np.int64)

@@ -111,7 +111,7 @@ def classify_key(
             segments.append([b - a + 1, IN_ORDER])
             sessions.append(state.session)
             continue
-        half = max(1, config.reset_quiet_us // 2)
+        half = config.late_margin_us
         if given < 0 and state.session > 0 and ta < state.session - half:
             # Timed before the quiet that began this session: a late record of an earlier one.
             given = next((p for p in reversed(state.past) if ta >= p - half), 0)
